@@ -1,4 +1,17 @@
+// The compute backend: every op the GPT-2 model and the engine run, forward and backward, on memory the
+// backend owns (host memory for the CPU backend, device memory for a CUDA one). The model and the engine
+// only ever hold raw pointers into Buffers and call these virtuals, so a new backend plugs in without
+// touching either.
+//
+// Conventions (llm.c): row-major; N = B*T rows; nn.Linear layout weight (OC, C) with out = inp @ W^T + b.
+// Backward ops ACCUMULATE (+=) into parameter gradients. For activation gradients each op says whether
+// it writes (=) or accumulates (+=) dinp.
 #pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string_view>
+#include <utility>
 
 namespace mics::backends {
 
@@ -7,5 +20,135 @@ struct AdamWStep {
   float lr, beta1, beta2, eps, weight_decay;
   int step;  // 1-based: bias correction uses beta^step
 };
+
+class Backend;
+
+// RAII owner of `count` elements of T in the backend's memory; move-only. An empty Buffer owns nothing.
+template <typename T>
+class Buffer {
+ public:
+  Buffer() = default;
+  Buffer(Backend& owner, std::size_t count);
+  ~Buffer() { release(); }
+  Buffer(Buffer&& other) noexcept
+      : owner_(std::exchange(other.owner_, nullptr)),
+        data_(std::exchange(other.data_, nullptr)),
+        count_(std::exchange(other.count_, 0)) {}
+  Buffer& operator=(Buffer&& other) noexcept {
+    if (this != &other) {
+      release();
+      owner_ = std::exchange(other.owner_, nullptr);
+      data_ = std::exchange(other.data_, nullptr);
+      count_ = std::exchange(other.count_, 0);
+    }
+    return *this;
+  }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+
+  T* data() { return data_; }
+  const T* data() const { return data_; }
+  std::size_t size() const { return count_; }
+  std::size_t bytes() const { return count_ * sizeof(T); }
+  bool empty() const { return count_ == 0; }
+
+ private:
+  void release();
+  Backend* owner_ = nullptr;
+  T* data_ = nullptr;
+  std::size_t count_ = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string_view name() const = 0;  // "cpu", "cuda"
+
+  // --- memory --------------------------------------------------------------------------------------
+  // Raw allocation (aligned to at least 64 bytes, contents undefined); prefer Buffer<T>.
+  virtual void* allocate_bytes(std::size_t bytes) = 0;
+  virtual void free_bytes(void* ptr) noexcept = 0;
+  template <typename T>
+  Buffer<T> alloc(std::size_t count) {
+    return Buffer<T>(*this, count);
+  }
+  virtual void copy_to_host(void* host_dst, const void* src, std::size_t bytes) = 0;
+  virtual void copy_from_host(void* dst, const void* host_src, std::size_t bytes) = 0;
+  // Waits until every op issued so far has finished (a no-op on the CPU).
+  virtual void synchronize() = 0;
+
+  // --- vector ops on flat fp32 buffers ---------------------------------------------------------------
+  virtual void fill(float* x, std::size_t n, float value) = 0;
+  void zero(float* x, std::size_t n) { fill(x, n, 0.0f); }
+  virtual void copy(float* dst, const float* src, std::size_t n) = 0;
+  virtual void axpy(float* y, float a, const float* x, std::size_t n) = 0;  // y += a*x
+  virtual void scale(float* x, float a, std::size_t n) = 0;                 // x *= a
+  virtual double sum_squares(const float* x, std::size_t n) = 0;            // sum x^2, double accumulation
+  virtual void adamw(float* params, const float* grads, float* m, float* v, std::size_t n,
+                     const AdamWStep& hp) = 0;
+
+  // --- GPT-2 ops -------------------------------------------------------------------------------------
+  // out (B,T,C) = wte[inp[b,t]] + wpe[t]; inp (B,T) token ids < Vp; wte (Vp,C); wpe (maxT,C), T <= maxT.
+  virtual void encoder_forward(float* out, const std::int32_t* inp, const float* wte, const float* wpe,
+                               int B, int T, int C) = 0;
+  // dwte += scatter of dout by token, dwpe[t] += sum_b dout[b,t]; dout (B,T,C).
+  virtual void encoder_backward(float* dwte, float* dwpe, const float* dout, const std::int32_t* inp, int B,
+                                int T, int C) = 0;
+
+  // out (N,C) = (inp - mean) * rstd * weight + bias per row, eps 1e-5; saves mean (N), rstd (N).
+  virtual void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
+                                 const float* bias, int N, int C) = 0;
+  // dinp (N,C) += ...; dweight (C) += ...; dbias (C) += ... (dinp ACCUMULATES: it is the residual stream).
+  virtual void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                                  const float* inp, const float* weight, const float* mean, const float* rstd,
+                                  int N, int C) = 0;
+
+  // out (N,OC) = inp (N,C) @ weight(OC,C)^T + bias (OC); bias may be null.
+  virtual void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N, int C,
+                              int OC) = 0;
+  // dinp (N,C) = dout @ weight (WRITES dinp; skipped when dinp is null); dweight (OC,C) += dout^T @ inp;
+  // dbias (OC) += column sums of dout (skipped when null). dinp must not alias dout or inp.
+  virtual void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                               const float* weight, int N, int C, int OC) = 0;
+
+  // Causal multi-head attention on fused qkv (B,T,3C) laid out [q | k | v], each split into NH heads of
+  // hs = C/NH: out (B,T,C); att (B,NH,T,T) saves the softmax weights (row t valid for t2 <= t, rest 0).
+  virtual void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C, int NH) = 0;
+  // dqkv (B,T,3C) = gradient through attention (WRITES dqkv); dout (B,T,C); att, qkv as saved by forward.
+  virtual void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* att, int B,
+                                  int T, int C, int NH) = 0;
+
+  // out (n) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+  virtual void gelu_forward(float* out, const float* inp, std::size_t n) = 0;
+  // dinp (n) = gelu'(inp) * dout (WRITES dinp; dinp may alias dout).
+  virtual void gelu_backward(float* dinp, const float* inp, const float* dout, std::size_t n) = 0;
+
+  // out (n) = a + b; out may alias a or b.
+  virtual void residual_forward(float* out, const float* a, const float* b, std::size_t n) = 0;
+
+  // Softmax + cross-entropy over the real vocab V of logits (N,Vp) (columns V..Vp-1 are padding and are
+  // ignored): losses (N) = -log softmax(logits[i])[targets[i]]; lse (N) saves each row's log-sum-exp.
+  virtual void crossentropy_forward(float* losses, float* lse, const float* logits, const std::int32_t* targets,
+                                    int N, int V, int Vp) = 0;
+  // In place: logits (N,Vp) become dlogits = dloss * (softmax - onehot(target)) for columns < V and 0 for
+  // padding columns; dloss is the same scalar for every row (e.g. grad_scale / N for a mean loss).
+  virtual void crossentropy_backward(float* logits, const float* lse, const std::int32_t* targets, float dloss,
+                                     int N, int V, int Vp) = 0;
+};
+
+template <typename T>
+Buffer<T>::Buffer(Backend& owner, std::size_t count) : owner_(&owner), count_(count) {
+  if (count_ > 0) data_ = static_cast<T*>(owner.allocate_bytes(count_ * sizeof(T)));
+}
+
+template <typename T>
+void Buffer<T>::release() {
+  if (data_ != nullptr) owner_->free_bytes(data_);
+  data_ = nullptr;
+  count_ = 0;
+}
+
+// "cpu" (threads <= 0: OpenMP's default); "cuda" throws mics::Error when this build has no CUDA backend.
+std::unique_ptr<Backend> make_backend(std::string_view device, int threads);
 
 }  // namespace mics::backends

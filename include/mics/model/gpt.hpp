@@ -10,12 +10,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
-namespace mics::backends {
-class Backend;
-}
+#include "mics/backends/backend.hpp"
 
 namespace mics::model {
 
@@ -27,6 +27,15 @@ struct GptShape {
   int padded_vocab = 0;  // Vp: V rounded up to a multiple of 128
   int max_seq_len = 0;   // maxT (rows of wpe)
 };
+
+// V rounded up to a multiple of 128.
+int padded_vocab(int vocab);
+// Presets: tiny, gpt2-124m, gpt2-350m, gpt2-774m, gpt2-1.5b, gpt-10b, gpt-100b, gpt-175b; an unknown name
+// throws mics::Error listing them.
+GptShape preset_shape(std::string_view name);
+std::vector<std::string> preset_names();
+// Throws mics::Error naming the bad value (non-positive sizes, C not divisible by NH, Vp < V ...).
+void validate_shape(const GptShape& shape);
 
 struct TensorInfo {
   std::string name;              // GPT-2 names: "wte.weight", "h.3.attn.c_attn.weight", "ln_f.bias"
@@ -64,5 +73,60 @@ struct Stage {
   int unit;
   int layer = -1;  // for Block
 };
+
+// GPT-2 forward and backward for one micro-batch (B, T), stage by stage. Owns its activations (allocated
+// once, in backend memory); the engine owns parameter and gradient buffers and passes each stage its
+// unit's flat buffers.
+class Gpt {
+ public:
+  Gpt(const GptShape& shape, backends::Backend& backend, int micro_batch /*B*/, int seq_len /*T <= maxT*/);
+  ~Gpt();
+  Gpt(const Gpt&) = delete;
+  Gpt& operator=(const Gpt&) = delete;
+
+  const ParamLayout& layout() const { return layout_; }
+  int micro_batch() const { return B_; }
+  int seq_len() const { return T_; }
+
+  std::vector<Stage> forward_stages() const;   // Embed(unit 0), Block(unit 1..L), FinalNorm(unit L+1), Head(unit 0)
+  std::vector<Stage> backward_stages() const;  // Head(unit 0), FinalNorm(unit L+1), Block(unit L..1), Embed(unit 0)
+
+  // Host pointers, B*T token ids each, every id in [0, V) (else mics::Error naming it); copied to backend memory.
+  void set_batch(const std::int32_t* inputs, const std::int32_t* targets);
+  // unit_params: that unit's gathered flat buffer (backend memory). Stages must run in forward_stages() order.
+  void forward(const Stage& stage, const float* unit_params);
+  float loss() const;  // mean cross-entropy over the B*T positions, valid after the Head forward
+  // ACCUMULATES (+=) the gradient of grad_scale * loss into unit_grads. Stages run in backward_stages()
+  // order after a full forward; the Head stage starts the chain, so grad_scale must be the same for all
+  // stages of one backward pass.
+  void backward(const Stage& stage, const float* unit_params, float* unit_grads, float grad_scale);
+
+  // GPT-2 init of one unit's flat buffer (backend memory): N(0, 0.02), residual projections scaled by
+  // 1/sqrt(2L), LN weight 1, biases 0, wte padding rows 0. Deterministic per (seed, unit) alone.
+  void init_unit(int unit, float* unit_params, std::uint64_t seed) const;
+
+  static double flops_per_token(const GptShape& shape, int seq_len);  // 6N + 6 L C T
+  std::size_t activation_bytes() const;
+
+ private:
+  struct Activations;
+  void forward_block(int layer, const float* params);
+  void backward_block(int layer, const float* params, float* grads);
+
+  ParamLayout layout_;
+  backends::Backend& backend_;
+  int B_ = 0;
+  int T_ = 0;
+  std::unique_ptr<Activations> acts_;
+  float loss_ = 0.0f;
+  bool have_loss_ = false;
+  float chain_scale_ = 0.0f;
+};
+
+// Single-process convenience: the whole forward and backward over full (ungathered) per-unit buffers
+// (one pointer per unit, in unit order). Returns the mean loss; ACCUMULATES grad_scale * dloss into
+// unit_grads (pass an empty span to run the forward only).
+float forward_backward(Gpt& gpt, std::span<const float* const> unit_params, std::span<float* const> unit_grads,
+                       float grad_scale = 1.0f);
 
 }  // namespace mics::model
