@@ -1,0 +1,15 @@
+// AdamW on the CPU: the optimizer step over one flat shard of fp32 parameters.
+#pragma once
+#include <cstddef>
+
+#include "mics/backends/backend.hpp"
+
+namespace mics::backends::cpu {
+
+// One AdamW step over n elements, in place on params, m and v:
+//   m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g^2
+//   p -= lr * (m/(1-b1^t) / (sqrt(v/(1-b2^t)) + eps) + wd*p)
+// Weight decay is decoupled (applied to p, not added to g). One pass over memory, OpenMP-parallel.
+void adamw(float* params, const float* grads, float* m, float* v, std::size_t n, const AdamWStep& hp);
+
+}  // namespace mics::backends::cpu

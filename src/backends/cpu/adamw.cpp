@@ -1,0 +1,32 @@
+#include "mics/backends/cpu/adamw.hpp"
+
+#include <cmath>
+#include <cstdint>
+
+namespace mics::backends::cpu {
+
+void adamw(float* params, const float* grads, float* m, float* v, std::size_t n, const AdamWStep& hp) {
+  // Bias corrections are per step, not per element: hoist them (in double, since beta^t for large t
+  // loses digits in float).
+  const double t = static_cast<double>(hp.step);
+  const float m_scale = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(hp.beta1), t)));
+  const float v_scale = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(hp.beta2), t)));
+  const float beta1 = hp.beta1, beta2 = hp.beta2, eps = hp.eps, lr = hp.lr, wd = hp.weight_decay;
+  const float one_minus_beta1 = 1.0f - beta1, one_minus_beta2 = 1.0f - beta2;
+  const auto count = static_cast<std::int64_t>(n);
+
+  // Memory-bound: each element reads p, g, m, v once and writes p, m, v once.
+#pragma omp parallel for simd schedule(static)
+  for (std::int64_t i = 0; i < count; ++i) {
+    const float g = grads[i];
+    const float mi = beta1 * m[i] + one_minus_beta1 * g;
+    const float vi = beta2 * v[i] + one_minus_beta2 * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    const float p = params[i];
+    const float update = (mi * m_scale) / (std::sqrt(vi * v_scale) + eps) + wd * p;
+    params[i] = p - lr * update;
+  }
+}
+
+}  // namespace mics::backends::cpu
