@@ -1,0 +1,97 @@
+// MiCS process groups (mics.md, Groups): n ranks in r = n / p partition groups of p consecutive ranks
+// (model states sharded inside), replication groups of the ranks holding the same shard, and, when a
+// partition group spans J nodes of L ranks each, intra-node and inter-node sub-groups for the
+// hierarchical all-gather. Ranks must be placed in blocks: node = rank / ranks_per_node.
+#pragma once
+#include <mpi.h>
+
+#include <optional>
+#include <string>
+
+#include "mics/comm/communicator.hpp"
+
+namespace mics::topology {
+
+struct TopologyOptions {
+  int ranks_per_node = 0;  // 0: detect with MPI_Comm_split_type(MPI_COMM_TYPE_SHARED); else emulated nodes
+  int partition_size = 0;  // p; 0: ranks per node
+};
+
+// The arithmetic of a valid layout.
+struct Shape {
+  int world = 0;           // n
+  int ranks_per_node = 0;
+  int nodes = 0;
+  int partition_size = 0;  // p
+  int replicas = 0;        // r = n / p
+  int nodes_per_partition = 1;  // J: nodes one partition group spans (1 inside a node)
+  int ranks_per_node_in_partition = 0;  // L = p / J
+  bool spans_nodes() const { return nodes_per_partition > 1; }
+};
+
+// Pure validation (no MPI): throws mics::Error naming the numbers at fault.
+// partition_size 0 means ranks_per_node.
+Shape validate_shape(int world, int ranks_per_node, int partition_size);
+
+// Under Slurm, SLURM_NTASKS must equal the MPI world size; a mismatch means every rank started as a
+// singleton (ParallelCluster's MpiDefault=none). Throws mics::Error telling to use `srun --mpi=pmix`.
+void check_slurm_world(int world_size);
+// The same check on given values (slurm_ntasks: the variable's text, nullptr when unset).
+void check_slurm_world(int world_size, const char* slurm_ntasks);
+
+// Which groups this rank belongs to, as indices.
+struct Placement {
+  int world_rank = 0;
+  int node = 0;               // world_rank / ranks_per_node
+  int local_rank = 0;         // world_rank % ranks_per_node
+  int partition_group = 0;    // g = world_rank / p
+  int partition_rank = 0;     // q = world_rank % p (the shard this rank holds)
+  int inter_node_index = 0;   // j = q / L (rank in the inter-node group)
+  int intra_node_index = 0;   // l = q % L (rank in the intra-node group)
+};
+
+class Topology {
+ public:
+  // Collective over `world`. Throws mics::Error (the same on every rank) for an invalid layout.
+  static Topology create(const TopologyOptions& options, MPI_Comm world = MPI_COMM_WORLD);
+
+  const Shape& shape() const { return shape_; }
+  const Placement& placement() const { return placement_; }
+
+  comm::Communicator& world() { return world_; }
+  comm::Communicator& node() { return node_; }
+  comm::Communicator& partition() { return partition_; }
+  comm::Communicator& replication() { return replication_; }
+  // Only when the partition group spans nodes (shape().spans_nodes()); otherwise not valid().
+  comm::Communicator& intra_node() { return intra_node_; }
+  comm::Communicator& inter_node() { return inter_node_; }
+  const comm::Communicator& world() const { return world_; }
+  const comm::Communicator& partition() const { return partition_; }
+  const comm::Communicator& replication() const { return replication_; }
+  const comm::Communicator& intra_node() const { return intra_node_; }
+  const comm::Communicator& inter_node() const { return inter_node_; }
+  const comm::Communicator& node() const { return node_; }
+
+  // Compact multi-line summary: sizes and the group map.
+  std::string describe() const;
+
+  void reset_counters();
+
+ private:
+  Topology() = default;
+
+  Shape shape_;
+  Placement placement_;
+  comm::Communicator world_;
+  comm::Communicator node_;
+  comm::Communicator partition_;
+  comm::Communicator replication_;
+  comm::Communicator intra_node_;
+  comm::Communicator inter_node_;
+};
+
+// The group map lines of describe(), from the shape alone (also used by tests):
+//   "partition groups: [0-1] [2-3]", "replication groups: {0,2} {1,3}", ...
+std::string describe_shape(const Shape& shape);
+
+}  // namespace mics::topology
