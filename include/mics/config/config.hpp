@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 namespace mics::config {
@@ -25,6 +26,8 @@ struct KeyDef {
   double max = 1e300;
   std::vector<std::string> choices;  // for Choice
   bool allow_auto = false;
+  bool min_exclusive = false;  // bound itself not allowed (lr > 0, beta1 < 1)
+  bool max_exclusive = false;
 };
 
 // Every key mics knows, in deck order (sections grouped).
@@ -32,6 +35,9 @@ const std::vector<KeyDef>& schema();
 const KeyDef* find_key(std::string_view name);
 // The valid key closest to `name` (edit distance), for "did you mean" messages.
 std::string closest_key(std::string_view name);
+// Section names in deck order, and the one closest to `name`.
+std::vector<std::string> sections();
+std::string closest_section(std::string_view name);
 
 // Validated, effective configuration: every schema key has a value (default or set).
 class Config {
@@ -51,12 +57,20 @@ class Config {
 
   // Every key, defaults included, as a deck that runs again (`mics config`).
   std::string to_deck() const;
+  // Only the keys given by deck or command line: what rank 0 broadcasts, so is_set agrees everywhere.
+  std::string set_keys_deck() const;
+  // Every key's value as text ("section.key" -> value), defaults included.
+  const std::map<std::string, std::string, std::less<>>& values() const { return values_; }
 
  private:
   std::map<std::string, std::string, std::less<>> values_;
   std::map<std::string, bool, std::less<>> explicitly_set_;
 };
 
+// The collective part of load() without exiting: rank 0 reads and parses, every rank returns the same
+// outcome, the configuration or the error message.
+std::variant<Config, std::string> try_load(MPI_Comm comm, const std::optional<std::string>& deck_path,
+                                           const std::vector<std::string>& overrides);
 // Rank 0 reads the deck file and parses it with the overrides; the outcome (the effective deck, or the
 // error) is broadcast over `comm`. On error every rank stops through fatal_all with the message.
 Config load(MPI_Comm comm, const std::optional<std::string>& deck_path,
