@@ -120,6 +120,7 @@ class Gpt {
   std::unique_ptr<Activations> acts_;
   float loss_ = 0.0f;
   bool have_loss_ = false;
+  bool logits_hold_grads_ = false;  // the Head backward turned the logits into their gradient
   float chain_scale_ = 0.0f;
 };
 

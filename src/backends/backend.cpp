@@ -1,0 +1,19 @@
+// The backend factory: the one place that knows which backends this build has.
+#include "mics/backends/backend.hpp"
+
+#include <string>
+
+#include "mics/backends/cpu/cpu_backend.hpp"
+#include "mics/util/error.hpp"
+
+namespace mics::backends {
+
+std::unique_ptr<Backend> make_backend(std::string_view device, int threads) {
+  if (device == "cpu") return std::make_unique<cpu::CpuBackend>(threads);
+  if (device == "cuda") {
+    throw Error("device 'cuda': this build has no CUDA compute backend (use device = cpu)");
+  }
+  throw Error("unknown device '" + std::string(device) + "' (known: cpu, cuda)");
+}
+
+}  // namespace mics::backends

@@ -1,0 +1,40 @@
+// Flat-buffer ops the engine runs on parameter, gradient and optimizer shards.
+#include <cstddef>
+
+#include "mics/backends/cpu/kernels.hpp"
+
+namespace mics::backends::cpu {
+
+void fill(float* x, std::size_t n, float value) {
+#pragma omp parallel for schedule(static)
+  for (std::size_t i = 0; i < n; i++) x[i] = value;
+}
+
+void copy(float* dst, const float* src, std::size_t n) {
+#pragma omp parallel for schedule(static)
+  for (std::size_t i = 0; i < n; i++) dst[i] = src[i];
+}
+
+void axpy(float* y, float a, const float* x, std::size_t n) {
+#pragma omp parallel for schedule(static)
+  for (std::size_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+void scale(float* x, float a, std::size_t n) {
+#pragma omp parallel for schedule(static)
+  for (std::size_t i = 0; i < n; i++) x[i] *= a;
+}
+
+double sum_squares(const float* x, std::size_t n) {
+  double total = 0.0;
+#pragma omp parallel for schedule(static) reduction(+ : total)
+  for (std::size_t i = 0; i < n; i++) total += static_cast<double>(x[i]) * x[i];
+  return total;
+}
+
+void add(float* out, const float* a, const float* b, std::size_t n) {
+#pragma omp parallel for schedule(static)
+  for (std::size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+}  // namespace mics::backends::cpu

@@ -1,0 +1,300 @@
+// GPT-2 forward and backward, stage by stage, over the units' flat parameter buffers (llm.c's gpt2_forward
+// and gpt2_backward cut at unit boundaries). Shapes: B batch, T time, C channels, NH heads, L layers,
+// Vp padded vocab; N = B*T rows.
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "mics/model/gpt.hpp"
+#include "mics/util/error.hpp"
+
+namespace mics::model {
+
+using backends::Buffer;
+
+namespace {
+
+// Offsets of one block's tensors inside its unit's flat buffer (the same for every block).
+struct BlockOffsets {
+  std::size_t ln1w, ln1b, qkvw, qkvb, attprojw, attprojb, ln2w, ln2b, fcw, fcb, fcprojw, fcprojb;
+};
+
+BlockOffsets block_offsets(const ParamLayout& layout) {
+  auto at = [&](const char* suffix) { return layout.tensor(std::string("h.0.") + suffix).offset; };
+  return BlockOffsets{at("ln_1.weight"),       at("ln_1.bias"),        at("attn.c_attn.weight"),
+                      at("attn.c_attn.bias"),  at("attn.c_proj.weight"), at("attn.c_proj.bias"),
+                      at("ln_2.weight"),       at("ln_2.bias"),        at("mlp.c_fc.weight"),
+                      at("mlp.c_fc.bias"),     at("mlp.c_proj.weight"), at("mlp.c_proj.bias")};
+}
+
+}  // namespace
+
+// Everything one micro-batch's forward keeps for the backward, plus the backward's scratch.
+struct Gpt::Activations {
+  struct Layer {
+    Buffer<float> ln1, ln1_mean, ln1_rstd;  // (N,C), (N), (N)
+    Buffer<float> qkv;                      // (N,3C)
+    Buffer<float> atty;                     // (N,C)
+    Buffer<float> att;                      // (B,NH,T,T)
+    Buffer<float> residual2;                // (N,C) = residual + attn proj
+    Buffer<float> ln2, ln2_mean, ln2_rstd;  // (N,C), (N), (N)
+    Buffer<float> fch, fch_gelu;            // (N,4C)
+    Buffer<float> residual3;                // (N,C) = residual2 + mlp proj
+  };
+  BlockOffsets block;
+  Buffer<std::int32_t> inputs, targets;  // (N)
+  Buffer<float> encoded;                 // (N,C)
+  std::vector<Layer> layers;
+  Buffer<float> lnf, lnf_mean, lnf_rstd;  // (N,C), (N), (N)
+  Buffer<float> logits;                   // (N,Vp); the Head backward turns it into dlogits in place
+  Buffer<float> losses, lse;              // (N)
+  // backward scratch
+  Buffer<float> dresidual;  // (N,C) gradient of the residual stream at the current stage
+  Buffer<float> dnarrow;    // (N,C)
+  Buffer<float> dwide;      // (N,4C), also holds dqkv (N,3C)
+  std::size_t bytes = 0;
+};
+
+Gpt::Gpt(const GptShape& shape, backends::Backend& backend, int micro_batch, int seq_len)
+    : layout_(shape), backend_(backend), B_(micro_batch), T_(seq_len) {
+  if (B_ <= 0) throw Error("micro_batch = " + std::to_string(B_) + " must be positive");
+  if (T_ <= 0 || T_ > shape.max_seq_len) {
+    throw Error("seq_len = " + std::to_string(T_) + " must be in [1, max_seq_len = " +
+                std::to_string(shape.max_seq_len) + "]");
+  }
+  const std::size_t N = static_cast<std::size_t>(B_) * T_;
+  const std::size_t C = shape.channels;
+  acts_ = std::make_unique<Activations>();
+  Activations& a = *acts_;
+  a.block = block_offsets(layout_);
+  auto floats = [&](std::size_t count) {
+    a.bytes += count * sizeof(float);
+    return backend_.alloc<float>(count);
+  };
+  a.inputs = backend_.alloc<std::int32_t>(N);
+  a.targets = backend_.alloc<std::int32_t>(N);
+  a.bytes += 2 * N * sizeof(std::int32_t);
+  a.encoded = floats(N * C);
+  a.layers.resize(static_cast<std::size_t>(shape.layers));
+  for (Activations::Layer& l : a.layers) {
+    l.ln1 = floats(N * C);
+    l.ln1_mean = floats(N);
+    l.ln1_rstd = floats(N);
+    l.qkv = floats(N * 3 * C);
+    l.atty = floats(N * C);
+    l.att = floats(static_cast<std::size_t>(B_) * shape.heads * T_ * T_);
+    l.residual2 = floats(N * C);
+    l.ln2 = floats(N * C);
+    l.ln2_mean = floats(N);
+    l.ln2_rstd = floats(N);
+    l.fch = floats(N * 4 * C);
+    l.fch_gelu = floats(N * 4 * C);
+    l.residual3 = floats(N * C);
+  }
+  a.lnf = floats(N * C);
+  a.lnf_mean = floats(N);
+  a.lnf_rstd = floats(N);
+  a.logits = floats(N * static_cast<std::size_t>(shape.padded_vocab));
+  a.losses = floats(N);
+  a.lse = floats(N);
+  a.dresidual = floats(N * C);
+  a.dnarrow = floats(N * C);
+  a.dwide = floats(N * 4 * C);
+}
+
+Gpt::~Gpt() = default;
+
+std::vector<Stage> Gpt::forward_stages() const {
+  const int L = layout_.shape().layers;
+  std::vector<Stage> stages;
+  stages.push_back(Stage{Stage::Kind::Embed, 0});
+  for (int l = 0; l < L; l++) stages.push_back(Stage{Stage::Kind::Block, l + 1, l});
+  stages.push_back(Stage{Stage::Kind::FinalNorm, L + 1});
+  stages.push_back(Stage{Stage::Kind::Head, 0});
+  return stages;
+}
+
+std::vector<Stage> Gpt::backward_stages() const {
+  const int L = layout_.shape().layers;
+  std::vector<Stage> stages;
+  stages.push_back(Stage{Stage::Kind::Head, 0});
+  stages.push_back(Stage{Stage::Kind::FinalNorm, L + 1});
+  for (int l = L - 1; l >= 0; l--) stages.push_back(Stage{Stage::Kind::Block, l + 1, l});
+  stages.push_back(Stage{Stage::Kind::Embed, 0});
+  return stages;
+}
+
+void Gpt::set_batch(const std::int32_t* inputs, const std::int32_t* targets) {
+  const std::size_t N = static_cast<std::size_t>(B_) * T_;
+  const int V = layout_.shape().vocab;
+  for (std::size_t i = 0; i < N; i++) {
+    if (inputs[i] < 0 || inputs[i] >= V) {
+      throw Error("input token " + std::to_string(inputs[i]) + " at position " + std::to_string(i) +
+                  " is outside the vocabulary [0, " + std::to_string(V) + ")");
+    }
+    if (targets[i] < 0 || targets[i] >= V) {
+      throw Error("target token " + std::to_string(targets[i]) + " at position " + std::to_string(i) +
+                  " is outside the vocabulary [0, " + std::to_string(V) + ")");
+    }
+  }
+  backend_.copy_from_host(acts_->inputs.data(), inputs, N * sizeof(std::int32_t));
+  backend_.copy_from_host(acts_->targets.data(), targets, N * sizeof(std::int32_t));
+  have_loss_ = false;
+}
+
+void Gpt::forward(const Stage& stage, const float* params) {
+  const GptShape& s = layout_.shape();
+  const int N = B_ * T_;
+  const int C = s.channels;
+  Activations& a = *acts_;
+  switch (stage.kind) {
+    case Stage::Kind::Embed:
+      // params = [wte (Vp,C) | wpe (maxT,C)]
+      backend_.encoder_forward(a.encoded.data(), a.inputs.data(), params, params + layout_.tensors()[1].offset, B_,
+                               T_, C);
+      break;
+    case Stage::Kind::Block:
+      forward_block(stage.layer, params);
+      break;
+    case Stage::Kind::FinalNorm: {
+      // params = [ln_f.weight (C) | ln_f.bias (C)]
+      const float* residual = a.layers.back().residual3.data();
+      backend_.layernorm_forward(a.lnf.data(), a.lnf_mean.data(), a.lnf_rstd.data(), residual, params, params + C, N,
+                                 C);
+      break;
+    }
+    case Stage::Kind::Head: {
+      // logits (N,Vp) = lnf (N,C) @ wte (Vp,C)^T; padding columns come out 0 and are ignored anyway
+      backend_.matmul_forward(a.logits.data(), a.lnf.data(), params, nullptr, N, C, s.padded_vocab);
+      backend_.crossentropy_forward(a.losses.data(), a.lse.data(), a.logits.data(), a.targets.data(), N, s.vocab,
+                                    s.padded_vocab);
+      std::vector<float> host(static_cast<std::size_t>(N));
+      backend_.copy_to_host(host.data(), a.losses.data(), host.size() * sizeof(float));
+      double total = 0.0;
+      for (float l : host) total += l;
+      loss_ = static_cast<float>(total / N);
+      have_loss_ = true;
+      logits_hold_grads_ = false;
+      break;
+    }
+  }
+}
+
+void Gpt::forward_block(int layer, const float* p) {
+  const GptShape& s = layout_.shape();
+  const int N = B_ * T_;
+  const int C = s.channels;
+  const std::size_t NC = static_cast<std::size_t>(N) * C;
+  Activations& a = *acts_;
+  const BlockOffsets& o = a.block;
+  Activations::Layer& l = a.layers[static_cast<std::size_t>(layer)];
+  const float* residual = layer == 0 ? a.encoded.data() : a.layers[static_cast<std::size_t>(layer) - 1].residual3.data();
+
+  backend_.layernorm_forward(l.ln1.data(), l.ln1_mean.data(), l.ln1_rstd.data(), residual, p + o.ln1w, p + o.ln1b, N, C);
+  backend_.matmul_forward(l.qkv.data(), l.ln1.data(), p + o.qkvw, p + o.qkvb, N, C, 3 * C);
+  backend_.attention_forward(l.atty.data(), l.att.data(), l.qkv.data(), B_, T_, C, s.heads);
+  backend_.matmul_forward(l.residual2.data(), l.atty.data(), p + o.attprojw, p + o.attprojb, N, C, C);
+  backend_.residual_forward(l.residual2.data(), l.residual2.data(), residual, NC);
+  backend_.layernorm_forward(l.ln2.data(), l.ln2_mean.data(), l.ln2_rstd.data(), l.residual2.data(), p + o.ln2w,
+                             p + o.ln2b, N, C);
+  backend_.matmul_forward(l.fch.data(), l.ln2.data(), p + o.fcw, p + o.fcb, N, C, 4 * C);
+  backend_.gelu_forward(l.fch_gelu.data(), l.fch.data(), 4 * NC);
+  backend_.matmul_forward(l.residual3.data(), l.fch_gelu.data(), p + o.fcprojw, p + o.fcprojb, N, 4 * C, C);
+  backend_.residual_forward(l.residual3.data(), l.residual3.data(), l.residual2.data(), NC);
+}
+
+float Gpt::loss() const {
+  if (!have_loss_) throw Error("Gpt::loss() called before the Head stage's forward of this batch");
+  return loss_;
+}
+
+void Gpt::backward(const Stage& stage, const float* params, float* grads, float grad_scale) {
+  const GptShape& s = layout_.shape();
+  const int N = B_ * T_;
+  const int C = s.channels;
+  Activations& a = *acts_;
+  if (stage.kind == Stage::Kind::Head) {
+    chain_scale_ = grad_scale;
+  } else {
+    MICS_CHECK(grad_scale == chain_scale_, "grad_scale changed within one backward pass");
+  }
+  switch (stage.kind) {
+    case Stage::Kind::Head:
+      MICS_CHECK(have_loss_ && !logits_hold_grads_, "Head backward without a Head forward before it");
+      // d(grad_scale * mean loss)/d loss_i = grad_scale / N; logits become dlogits in place
+      backend_.crossentropy_backward(a.logits.data(), a.lse.data(), a.targets.data(), grad_scale / static_cast<float>(N),
+                                     N, s.vocab, s.padded_vocab);
+      // dlnf (N,C) = dlogits @ wte; dwte += dlogits^T @ lnf
+      backend_.matmul_backward(a.dnarrow.data(), grads, nullptr, a.logits.data(), a.lnf.data(), params, N, C,
+                               s.padded_vocab);
+      // the logits now hold their gradient: loss() stays valid, a second Head backward would be wrong
+      logits_hold_grads_ = true;
+      break;
+    case Stage::Kind::FinalNorm:
+      backend_.zero(a.dresidual.data(), static_cast<std::size_t>(N) * C);
+      backend_.layernorm_backward(a.dresidual.data(), grads, grads + C, a.dnarrow.data(), a.layers.back().residual3.data(),
+                                  params, a.lnf_mean.data(), a.lnf_rstd.data(), N, C);
+      break;
+    case Stage::Kind::Block:
+      backward_block(stage.layer, params, grads);
+      break;
+    case Stage::Kind::Embed:
+      backend_.encoder_backward(grads, grads + layout_.tensors()[1].offset, a.dresidual.data(), a.inputs.data(), B_, T_,
+                                C);
+      break;
+  }
+}
+
+void Gpt::backward_block(int layer, const float* p, float* g) {
+  const GptShape& s = layout_.shape();
+  const int N = B_ * T_;
+  const int C = s.channels;
+  Activations& a = *acts_;
+  const BlockOffsets& o = a.block;
+  const Activations::Layer& l = a.layers[static_cast<std::size_t>(layer)];
+  const float* residual = layer == 0 ? a.encoded.data() : a.layers[static_cast<std::size_t>(layer) - 1].residual3.data();
+  float* dres = a.dresidual.data();  // in: d residual3; out: d residual (the block's input)
+  float* dnarrow = a.dnarrow.data();
+  float* dwide = a.dwide.data();
+
+  // MLP: residual3 = residual2 + fcproj(gelu(fc(ln2(residual2))))
+  backend_.matmul_backward(dwide, g + o.fcprojw, g + o.fcprojb, dres, l.fch_gelu.data(), p + o.fcprojw, N, 4 * C, C);
+  backend_.gelu_backward(dwide, l.fch.data(), dwide, static_cast<std::size_t>(N) * 4 * C);
+  backend_.matmul_backward(dnarrow, g + o.fcw, g + o.fcb, dwide, l.ln2.data(), p + o.fcw, N, C, 4 * C);
+  backend_.layernorm_backward(dres, g + o.ln2w, g + o.ln2b, dnarrow, l.residual2.data(), p + o.ln2w, l.ln2_mean.data(),
+                              l.ln2_rstd.data(), N, C);
+  // attention: residual2 = residual + attproj(attention(qkv(ln1(residual))))
+  backend_.matmul_backward(dnarrow, g + o.attprojw, g + o.attprojb, dres, l.atty.data(), p + o.attprojw, N, C, C);
+  backend_.attention_backward(dwide, dnarrow, l.qkv.data(), l.att.data(), B_, T_, C, s.heads);
+  backend_.matmul_backward(dnarrow, g + o.qkvw, g + o.qkvb, dwide, l.ln1.data(), p + o.qkvw, N, C, 3 * C);
+  backend_.layernorm_backward(dres, g + o.ln1w, g + o.ln1b, dnarrow, residual, p + o.ln1w, l.ln1_mean.data(),
+                              l.ln1_rstd.data(), N, C);
+}
+
+double Gpt::flops_per_token(const GptShape& shape, int seq_len) {
+  const double n = static_cast<double>(ParamLayout(shape).total_numel());
+  return 6.0 * n + 6.0 * shape.layers * static_cast<double>(shape.channels) * seq_len;
+}
+
+std::size_t Gpt::activation_bytes() const { return acts_->bytes; }
+
+float forward_backward(Gpt& gpt, std::span<const float* const> unit_params, std::span<float* const> unit_grads,
+                       float grad_scale) {
+  const std::size_t units = gpt.layout().units().size();
+  if (unit_params.size() != units || (!unit_grads.empty() && unit_grads.size() != units)) {
+    throw Error("forward_backward: expected " + std::to_string(units) + " unit buffers, got " +
+                std::to_string(unit_params.size()) + " parameter and " + std::to_string(unit_grads.size()) +
+                " gradient buffers");
+  }
+  for (const Stage& stage : gpt.forward_stages()) gpt.forward(stage, unit_params[static_cast<std::size_t>(stage.unit)]);
+  const float loss = gpt.loss();
+  if (!unit_grads.empty()) {
+    for (const Stage& stage : gpt.backward_stages()) {
+      const auto u = static_cast<std::size_t>(stage.unit);
+      gpt.backward(stage, unit_params[u], unit_grads[u], grad_scale);
+    }
+  }
+  return loss;
+}
+
+}  // namespace mics::model
