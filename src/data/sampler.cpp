@@ -1,0 +1,70 @@
+#include "mics/data/sampler.hpp"
+
+#include <algorithm>
+#include <string>
+
+#include "mics/util/error.hpp"
+
+namespace mics::data {
+
+std::uint64_t splitmix64(std::uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+namespace {
+
+// floor(x * n / 2^64): maps a uniform 64-bit hash onto [0, n) without modulo's cost; the bias is at
+// most n / 2^64, nothing next to a data set's size.
+std::uint64_t scale_to(std::uint64_t x, std::uint64_t n) {
+  return static_cast<std::uint64_t>((static_cast<unsigned __int128>(x) * n) >> 64);
+}
+
+}  // namespace
+
+BatchSampler::BatchSampler(const TokenDataset& dataset, int seq_len, std::uint64_t seed)
+    : dataset_(&dataset), seq_len_(seq_len), seed_(seed) {
+  if (seq_len < 1) throw Error("batch sampler: sequence length must be >= 1, got " + std::to_string(seq_len));
+  const auto needed = static_cast<std::size_t>(seq_len) + 1;
+  starts_.reserve(dataset.shards().size() + 1);
+  starts_.push_back(0);
+  for (const TokenShard& shard : dataset.shards()) {
+    if (shard.size() < needed) {
+      throw Error("token shard " + shard.path() + ": too small: " + std::to_string(shard.size()) +
+                  " tokens, but one sequence needs seq_len + 1 = " + std::to_string(needed));
+    }
+    starts_.push_back(starts_.back() + (shard.size() - needed + 1));
+  }
+  if (starts_.size() < 2) throw Error("batch sampler: no shards in " + dataset.pattern());
+}
+
+void BatchSampler::read_at(std::uint64_t position, std::int32_t* inputs, std::int32_t* targets) const {
+  // The shard whose range [starts_[s], starts_[s+1]) holds the position.
+  const auto it = std::upper_bound(starts_.begin(), starts_.end(), position);
+  const auto shard_index = static_cast<std::size_t>(it - starts_.begin()) - 1;
+  const TokenShard& shard = dataset_->shards()[shard_index];
+  const std::size_t offset = position - starts_[shard_index];
+  const auto t = static_cast<std::size_t>(seq_len_);
+  shard.copy(offset, t, inputs);
+  shard.copy(offset + 1, t, targets);
+}
+
+void BatchSampler::sequence(std::uint64_t step, std::uint64_t index_in_global_batch, std::int32_t* inputs,
+                            std::int32_t* targets) const {
+  // Counter-based: hash the (seed, step, index) triple, each mixed in before the next.
+  const std::uint64_t h = splitmix64(splitmix64(splitmix64(seed_) ^ step) ^ index_in_global_batch);
+  read_at(scale_to(h, num_start_positions()), inputs, targets);
+}
+
+void BatchSampler::val_sequence(std::uint64_t j, std::uint64_t count, std::int32_t* inputs,
+                                std::int32_t* targets) const {
+  if (count == 0 || j >= count)
+    throw Error("batch sampler: validation sequence " + std::to_string(j) + " of " + std::to_string(count));
+  const auto position =
+      static_cast<std::uint64_t>(static_cast<unsigned __int128>(j) * num_start_positions() / count);
+  read_at(position, inputs, targets);
+}
+
+}  // namespace mics::data
