@@ -1,12 +1,50 @@
-#include <mpi.h>
+// mics: MiCS training on Slurm clusters. This file only dispatches to the subcommands.
 #include <cstdio>
-#include "mics/log/log.hpp"
+#include <cstring>
+#include <exception>
+#include <string>
+
+#include "commands.hpp"
+#include "mics/util/error.hpp"
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: mics <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  train    train a model described by an input deck (run under mpirun or srun --mpi=pmix)\n"
+    "  config   print the effective configuration of a deck, every key included\n"
+    "  bench    benchmarks: `mics bench comm` measures the collectives of the MiCS groups\n"
+    "  data     prepare token shards: `mics data prepare TEXT OUTDIR`, `mics data synth OUTDIR`\n"
+    "\n"
+    "Every command takes --help. Deck keys can be overridden as --section.key=value.\n"
+    "Exit status: 0 success, 1 a rank failed (job aborted), 2 bad deck/option/shape,\n"
+    "75 checkpoint written after a signal (requeue the job).\n";
+
+}  // namespace
+
 int main(int argc, char** argv) {
-  MPI_Init(&argc, &argv);
-  int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  mics::log::init(rank);
-  MICS_LOG(info) << "mics skeleton";
-  MPI_Finalize();
-  return 0;
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") ||
+      !std::strcmp(argv[1], "help")) {
+    std::fputs(kUsage, stdout);
+    return argc < 2 ? mics::kExitUsage : mics::kExitOk;
+  }
+  if (!std::strcmp(argv[1], "--version")) {
+    std::printf("mics %s\n", MICS_VERSION);
+    return mics::kExitOk;
+  }
+  const std::string command = argv[1];
+  const mics::cli::Args args(argv + 2, argv + argc);
+  try {
+    if (command == "train") return mics::cli::train_command(args);
+    if (command == "config") return mics::cli::config_command(args);
+    if (command == "bench") return mics::cli::bench_command(args);
+    if (command == "data") return mics::cli::data_command_entry(args);
+  } catch (const std::exception& e) {
+    // An error that escaped a subcommand may have been seen by this rank alone: abort the job.
+    mics::fatal_one(e.what());
+  }
+  std::fprintf(stderr, "mics: unknown command '%s'\n\n%s", command.c_str(), kUsage);
+  return mics::kExitUsage;
 }

@@ -108,6 +108,8 @@ std::vector<KeyDef> build_schema() {
       int_key("train.log_every", "1", 1, "print metrics every N steps"),
       string_key("train.resume", "auto",
                  "auto = latest checkpoint in checkpoint.dir if any, never = start fresh, or a PATH"),
+      string_key("train.save_final", "",
+                 "write the final weights as an llm.c model file (version 3, fp32) to this PATH"),
       // [backend]
       choice_key("backend.device", "cpu", {"cpu", "cuda"}, "compute backend"),
       int_key("backend.threads", "0", 0, "CPU threads per rank; 0 = OpenMP default"),

@@ -39,9 +39,14 @@ class Line {
   std::ostringstream stream_;
 };
 
+// Turns the streamed expression into void so the macro is one expression: safe after an unbraced if.
+struct Voidify {
+  void operator&(std::ostream&) {}
+};
+
 }  // namespace mics::log
 
-#define MICS_LOG(sev)                                                  \
-  if (!::mics::log::enabled(::mics::log::Severity::sev)) {             \
-  } else                                                               \
-    ::mics::log::Line(::mics::log::Severity::sev).stream()
+#define MICS_LOG(sev)                                                          \
+  !::mics::log::enabled(::mics::log::Severity::sev)                            \
+      ? (void)0                                                                \
+      : ::mics::log::Voidify() & ::mics::log::Line(::mics::log::Severity::sev).stream()

@@ -1,0 +1,45 @@
+// Per-step metrics as JSON lines (one object per optimizer step), written by rank 0 into the run
+// directory, and the progress line with ETA.
+#pragma once
+#include <fstream>
+#include <string>
+
+#include "mics/engine/engine.hpp"
+
+namespace mics::engine {
+
+struct StepRecord {
+  int step = 0;  // 0-based
+  int total_steps = 0;
+  float loss = 0;
+  float lr = 0;
+  double grad_norm = 0;
+  double tokens_per_s = 0;
+  double flops_per_s = 0;  // model FLOP/s: tokens/s * (6N + 6LCT)
+  StepTimes times;
+  StepTraffic traffic;
+};
+
+// One JSON object on one line.
+std::string to_json(const StepRecord& record);
+
+class MetricsWriter {
+ public:
+  MetricsWriter() = default;
+  // Appends to path (creating its directories).
+  explicit MetricsWriter(const std::string& path);
+  void write(const StepRecord& record);
+  void write_line(const std::string& json);
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  std::ofstream out_;
+};
+
+// "1h02m03s", "4m05s", "7.2s"
+std::string format_duration(double seconds);
+// 1234567 -> "1.23 MB" (decimal units, as nccl-tests)
+std::string format_bytes(double bytes);
+
+}  // namespace mics::engine

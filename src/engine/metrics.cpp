@@ -1,0 +1,83 @@
+#include "mics/engine/metrics.hpp"
+
+#include <cstdio>
+#include <filesystem>
+#include <sstream>
+
+#include "mics/util/error.hpp"
+
+namespace mics::engine {
+
+namespace {
+std::string number(double value) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%.9g", value);
+  return text;
+}
+}  // namespace
+
+std::string to_json(const StepRecord& r) {
+  std::ostringstream os;
+  os << "{\"step\":" << r.step + 1 << ",\"loss\":" << number(r.loss) << ",\"lr\":" << number(r.lr)
+     << ",\"grad_norm\":" << number(r.grad_norm) << ",\"tokens_per_s\":" << number(r.tokens_per_s)
+     << ",\"flops_per_s\":" << number(r.flops_per_s) << ",\"time\":{\"total\":" << number(r.times.total)
+     << ",\"compute\":" << number(r.times.compute) << ",\"gather_wait\":" << number(r.times.gather_wait)
+     << ",\"reduce_scatter\":" << number(r.times.reduce_scatter)
+     << ",\"replica_all_reduce\":" << number(r.times.replica_all_reduce)
+     << ",\"optimizer\":" << number(r.times.optimizer) << "},\"traffic\":{";
+  bool first = true;
+  for (std::size_t k = 0; k < r.traffic.size(); ++k) {
+    const comm::TrafficCounters& t = r.traffic[k];
+    if (t.participants == 0) continue;
+    os << (first ? "" : ",") << '"' << comm::to_string(static_cast<comm::GroupKind>(k)) << "\":{\"collectives\":"
+       << t.collectives << ",\"bytes_sent\":" << t.bytes_sent << ",\"bytes_received\":" << t.bytes_received
+       << ",\"bytes_sent_off_node\":" << t.bytes_sent_off_node << ",\"participants\":" << t.participants << '}';
+    first = false;
+  }
+  os << "}}";
+  return os.str();
+}
+
+MetricsWriter::MetricsWriter(const std::string& path) : path_(path) {
+  std::error_code ec;
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+  out_.open(path, std::ios::app);
+  if (!out_) throw Error("run.dir: cannot write metrics file '" + path + "'");
+}
+
+void MetricsWriter::write(const StepRecord& record) { write_line(to_json(record)); }
+
+void MetricsWriter::write_line(const std::string& json) {
+  if (!out_.is_open()) return;
+  out_ << json << '\n';
+  out_.flush();
+}
+
+std::string format_duration(double seconds) {
+  char text[32];
+  if (seconds < 60) {
+    std::snprintf(text, sizeof(text), "%.1fs", seconds);
+  } else {
+    const long s = static_cast<long>(seconds + 0.5);
+    if (s >= 3600)
+      std::snprintf(text, sizeof(text), "%ldh%02ldm%02lds", s / 3600, (s / 60) % 60, s % 60);
+    else
+      std::snprintf(text, sizeof(text), "%ldm%02lds", s / 60, s % 60);
+  }
+  return text;
+}
+
+std::string format_bytes(double bytes) {
+  const char* units[] = {"B", "kB", "MB", "GB", "TB"};
+  int u = 0;
+  while (bytes >= 1000 && u < 4) {
+    bytes /= 1000;
+    ++u;
+  }
+  char text[32];
+  std::snprintf(text, sizeof(text), u == 0 ? "%.0f %s" : "%.2f %s", bytes, units[u]);
+  return text;
+}
+
+}  // namespace mics::engine
