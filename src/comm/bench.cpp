@@ -1,0 +1,321 @@
+#include "mics/comm/bench.hpp"
+
+#include <mpi.h>
+
+#include <algorithm>
+#include <cctype>
+#include <climits>
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "mics/comm/collectives.hpp"
+#include "mics/util/error.hpp"
+
+namespace mics::comm {
+
+namespace {
+
+std::size_t parse_size(const std::string& option, const std::string& text) {
+  std::size_t digits = 0;
+  while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits]))) ++digits;
+  const std::string suffix = text.substr(digits);
+  std::size_t multiplier = 1;
+  if (suffix == "K" || suffix == "k") multiplier = std::size_t{1} << 10;
+  else if (suffix == "M" || suffix == "m") multiplier = std::size_t{1} << 20;
+  else if (suffix == "G" || suffix == "g") multiplier = std::size_t{1} << 30;
+  else if (!suffix.empty()) digits = 0;
+  if (digits == 0 || digits > 12) {
+    throw Error("option " + option + ": bad size '" + text +
+                "' (expected a whole number of bytes with an optional K, M or G suffix)");
+  }
+  return std::stoull(text.substr(0, digits)) * multiplier;
+}
+
+long parse_integer(const std::string& option, const std::string& text, long min, long max) {
+  std::size_t used = 0;
+  long value = 0;
+  try {
+    value = std::stol(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size() || value < min || value > max) {
+    throw Error("option " + option + ": bad value '" + text + "' (expected an integer from " + std::to_string(min) +
+                " to " + std::to_string(max) + ")");
+  }
+  return value;
+}
+
+}  // namespace
+
+BenchOptions parse_bench_options(const std::vector<std::string>& args) {
+  BenchOptions options;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& option = args[i];
+    if (i + 1 >= args.size()) throw Error("option " + option + " needs a value");
+    const std::string& value = args[++i];
+    if (option == "-b" || option == "--minbytes") {
+      options.min_bytes = parse_size(option, value);
+    } else if (option == "-e" || option == "--maxbytes") {
+      options.max_bytes = parse_size(option, value);
+    } else if (option == "-f" || option == "--stepfactor") {
+      options.factor = static_cast<std::size_t>(parse_integer(option, value, 2, 1024));
+    } else if (option == "-n" || option == "--iters") {
+      options.iters = static_cast<int>(parse_integer(option, value, 1, 1000000));
+    } else if (option == "-w" || option == "--warmup_iters") {
+      options.warmup = static_cast<int>(parse_integer(option, value, 0, 1000000));
+    } else if (option == "-c" || option == "--check") {
+      options.check = parse_integer(option, value, 0, 1000000) != 0;
+    } else {
+      throw Error("unknown option '" + option +
+                  "' for bench comm (known: -b, -e, -f, -n, -w, -c, --minbytes, --maxbytes, --stepfactor, "
+                  "--iters, --warmup_iters, --check)");
+    }
+  }
+  if (options.min_bytes == 0) throw Error("option -b: the minimum size must be at least 1 byte");
+  if (options.max_bytes < options.min_bytes) {
+    throw Error("option -e: the maximum size " + std::to_string(options.max_bytes) +
+                " is smaller than the minimum size " + std::to_string(options.min_bytes));
+  }
+  return options;
+}
+
+namespace {
+
+enum class Kind { all_gather, hierarchical_all_gather, reduce_scatter, all_reduce };
+
+// The benchmark's own duplicates of the topology's communicators.
+Communicator duplicate(const Communicator& source, int node) {
+  MPI_Comm copy = MPI_COMM_NULL;
+  MICS_MPI_CHECK(MPI_Comm_dup(source.handle(), &copy));
+  return Communicator(copy, source.kind(), node);
+}
+
+struct Table {
+  Kind kind;
+  std::string title;
+  Communicator* comm;   // flat collectives
+  Communicator* inter;  // hierarchical
+  Communicator* intra;
+};
+
+// Inputs chosen so every expected output is an integer below 2^24, exact in float.
+float gather_input(int rank, std::size_t k) { return static_cast<float>((static_cast<std::size_t>(rank) * 131 + k) % 1021); }
+float reduce_input(int rank, std::size_t e) { return static_cast<float>((static_cast<std::size_t>(rank) + e) % 64); }
+float reduce_expected(int ranks, std::size_t e) {
+  std::size_t sum = 0;
+  for (int i = 0; i < ranks; ++i) sum += (static_cast<std::size_t>(i) + e) % 64;
+  return static_cast<float>(sum);
+}
+
+struct Row {
+  std::size_t bytes;
+  std::size_t count;
+  double time_us;
+  double algbw;
+  double busbw;
+  long long wrong;
+};
+
+class Runner {
+ public:
+  Runner(const BenchOptions& options, Communicator& world, std::ostream& out)
+      : options_(options), world_(world), out_(out) {}
+
+  double run_table(const Table& table) {
+    const Communicator& group = table.kind == Kind::hierarchical_all_gather ? *table.intra : *table.comm;
+    const int n = table.kind == Kind::hierarchical_all_gather ? table.inter->size() * table.intra->size()
+                                                              : group.size();
+    const std::string redop = (table.kind == Kind::all_gather || table.kind == Kind::hierarchical_all_gather)
+                                  ? "none"
+                                  : "sum";
+    if (world_.rank() == 0) {
+      out_ << "#\n# " << table.title << ": " << world_.size() / n << " group(s) of " << n << " ranks\n"
+           << "#\n#        size(B)        count    type   redop    time(us)  algbw(GB/s)  busbw(GB/s)    #wrong\n";
+    }
+    double busbw_sum = 0;
+    int rows = 0;
+    for (std::size_t bytes = options_.min_bytes; bytes <= options_.max_bytes;) {
+      const std::size_t elem = sizeof(float);
+      const bool per_rank = table.kind != Kind::all_reduce;
+      const std::size_t count = per_rank ? bytes / (elem * static_cast<std::size_t>(n)) : bytes / elem;
+      if (count > 0) {
+        const Row row = run_size(table, n, count);
+        busbw_sum += row.busbw;
+        ++rows;
+        if (world_.rank() == 0) {
+          char line[200];
+          std::snprintf(line, sizeof line, "%16zu %12zu %7s %7s %11.2f %12.3f %12.3f %9s\n", row.bytes, row.count,
+                        "float", redop.c_str(), row.time_us, row.algbw, row.busbw,
+                        options_.check ? std::to_string(row.wrong).c_str() : "N/A");
+          out_ << line;
+        }
+      }
+      if (bytes > options_.max_bytes / options_.factor) break;
+      bytes *= options_.factor;
+    }
+    const double average = rows > 0 ? busbw_sum / rows : 0.0;
+    if (world_.rank() == 0) {
+      char line[120];
+      std::snprintf(line, sizeof line, "# Avg bus bandwidth    : %.3f GB/s\n", average);
+      out_ << line;
+    }
+    busbw_total_ += busbw_sum;
+    rows_total_ += rows;
+    return average;
+  }
+
+  long long total_wrong() const { return wrong_total_; }
+  double average_busbw() const { return rows_total_ > 0 ? busbw_total_ / rows_total_ : 0.0; }
+
+ private:
+  Row run_size(const Table& table, int n, std::size_t count) {
+    const Communicator& group = table.kind == Kind::hierarchical_all_gather ? *table.intra : *table.comm;
+    // The rank's index in the gathered/scattered layout (partition rank for the hierarchical gather).
+    const int me = table.kind == Kind::hierarchical_all_gather
+                       ? table.inter->rank() * table.intra->size() + table.intra->rank()
+                       : group.rank();
+    const std::size_t total = count * static_cast<std::size_t>(n);
+    std::vector<float> in, out;
+    std::function<void()> op;
+    switch (table.kind) {
+      case Kind::all_gather:
+      case Kind::hierarchical_all_gather:
+        in.resize(count);
+        out.assign(total, -1.0f);
+        for (std::size_t k = 0; k < count; ++k) in[k] = gather_input(me, k);
+        if (table.kind == Kind::all_gather) {
+          op = [&] { mpi_.all_gather(in.data(), out.data(), count, DataType::f32, *table.comm); };
+        } else {
+          op = [&] {
+            mpi_.hierarchical_all_gather(in.data(), out.data(), count, DataType::f32, *table.inter, *table.intra);
+          };
+        }
+        break;
+      case Kind::reduce_scatter:
+        in.resize(total);
+        out.assign(count, -1.0f);
+        for (std::size_t e = 0; e < total; ++e) in[e] = reduce_input(me, e);
+        op = [&] { mpi_.reduce_scatter(in.data(), out.data(), count, DataType::f32, ReduceOp::sum, *table.comm); };
+        break;
+      case Kind::all_reduce:
+        in.resize(count);
+        out.assign(count, -1.0f);
+        for (std::size_t e = 0; e < count; ++e) in[e] = reduce_input(me, e);
+        op = [&] { mpi_.all_reduce(in.data(), out.data(), count, DataType::f32, ReduceOp::sum, *table.comm); };
+        break;
+    }
+    for (int i = 0; i < options_.warmup; ++i) op();
+    mpi_.barrier(world_);
+    const double start = MPI_Wtime();
+    for (int i = 0; i < options_.iters; ++i) op();
+    double seconds = (MPI_Wtime() - start) / options_.iters;
+    MICS_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &seconds, 1, MPI_DOUBLE, MPI_SUM, world_.handle()));
+    seconds /= world_.size();
+
+    long long wrong = 0;
+    if (options_.check) {
+      switch (table.kind) {
+        case Kind::all_gather:
+        case Kind::hierarchical_all_gather:
+          for (std::size_t i = 0; i < total; ++i) wrong += out[i] != gather_input(static_cast<int>(i / count), i % count);
+          break;
+        case Kind::reduce_scatter:
+          for (std::size_t k = 0; k < count; ++k) {
+            wrong += out[k] != reduce_expected(n, static_cast<std::size_t>(me) * count + k);
+          }
+          break;
+        case Kind::all_reduce:
+          for (std::size_t e = 0; e < count; ++e) wrong += out[e] != reduce_expected(n, e);
+          break;
+      }
+      MICS_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &wrong, 1, MPI_LONG_LONG, MPI_SUM, world_.handle()));
+      wrong_total_ += wrong;
+    }
+    Row row;
+    row.bytes = total * sizeof(float);
+    row.count = count;
+    if (table.kind == Kind::all_reduce) row.bytes = count * sizeof(float);
+    row.time_us = seconds * 1e6;
+    row.algbw = seconds > 0 ? static_cast<double>(row.bytes) / seconds / 1e9 : 0.0;
+    const double factor = table.kind == Kind::all_reduce ? 2.0 * (n - 1) / n : static_cast<double>(n - 1) / n;
+    row.busbw = row.algbw * factor;
+    row.wrong = wrong;
+    return row;
+  }
+
+  const BenchOptions& options_;
+  Communicator& world_;
+  std::ostream& out_;
+  MpiCollectives mpi_;
+  long long wrong_total_ = 0;
+  double busbw_total_ = 0;
+  int rows_total_ = 0;
+};
+
+}  // namespace
+
+int run_comm_benchmark(const topology::Topology& topology, const BenchOptions& options, std::ostream& out) {
+  const int node = topology.placement().node;
+  Communicator world = duplicate(topology.world(), node);
+  Communicator partition = duplicate(topology.partition(), node);
+  Communicator replication = duplicate(topology.replication(), node);
+  const bool spans = topology.shape().spans_nodes();
+  Communicator intra = spans ? duplicate(topology.intra_node(), node) : Communicator();
+  Communicator inter = spans ? duplicate(topology.inter_node(), node) : Communicator();
+
+  struct Group {
+    std::string name;
+    Communicator* comm;
+  };
+  std::vector<Group> groups;
+  for (Group g : {Group{"world", &world}, Group{"partition groups", &partition},
+                  Group{"replication groups", &replication}, Group{"intra-node groups", &intra},
+                  Group{"inter-node groups", &inter}}) {
+    if (g.comm->valid() && g.comm->size() > 1) groups.push_back(g);
+  }
+
+  Runner runner(options, world, out);
+  if (world.rank() == 0) {
+    out << "# mics bench comm: " << options.min_bytes << " to " << options.max_bytes << " bytes, factor "
+        << options.factor << ", " << options.warmup << " warm-up and " << options.iters
+        << " timed iterations, check " << (options.check ? 1 : 0) << "\n";
+    // describe() spans lines: keep every line a comment.
+    std::string description = topology.describe();
+    for (std::size_t at = description.find('\n'); at != std::string::npos; at = description.find('\n', at + 3)) {
+      description.replace(at, 1, "\n# ");
+    }
+    out << "# " << description << "\n";
+    if (groups.empty()) out << "#\n# no group has more than one rank: nothing to measure\n";
+  }
+  const struct {
+    Kind kind;
+    const char* name;
+  } collectives[] = {{Kind::all_gather, "all_gather"}, {Kind::reduce_scatter, "reduce_scatter"},
+                     {Kind::all_reduce, "all_reduce"}};
+  for (const auto& collective : collectives) {
+    for (const Group& group : groups) {
+      const bool flat_and_hierarchical = collective.kind == Kind::all_gather && group.comm == &partition && spans;
+      runner.run_table({collective.kind,
+                        std::string(collective.name) + " over " + group.name + (flat_and_hierarchical ? " (flat)" : ""),
+                        group.comm, nullptr, nullptr});
+      if (flat_and_hierarchical) {
+        runner.run_table({Kind::hierarchical_all_gather,
+                          std::string(collective.name) + " over partition groups (hierarchical: inter-node, then intra-node)",
+                          nullptr, &inter, &intra});
+      }
+    }
+  }
+  if (world.rank() == 0) {
+    char line[160];
+    std::snprintf(line, sizeof line, "#\n# Out of bounds values : %lld %s\n# Avg bus bandwidth    : %.3f GB/s (all tables)\n",
+                  runner.total_wrong(), runner.total_wrong() == 0 ? "OK" : "FAILED", runner.average_busbw());
+    out << line;
+  }
+  return static_cast<int>(std::min<long long>(runner.total_wrong(), INT_MAX));
+}
+
+}  // namespace mics::comm
