@@ -46,8 +46,8 @@ struct Gpt::Activations {
   Buffer<float> encoded;                 // (N,C)
   std::vector<Layer> layers;
   Buffer<float> lnf, lnf_mean, lnf_rstd;  // (N,C), (N), (N)
-  Buffer<float> logits;                   // (N,Vp); the Head backward turns it into dlogits in place
-  Buffer<float> losses, lse;              // (N)
+  Buffer<float> logits;                   // (N,Vp); softmax numerators after the Head forward, dlogits after its backward
+  Buffer<float> losses, inv_sum;          // (N)
   // backward scratch
   Buffer<float> dresidual;  // (N,C) gradient of the residual stream at the current stage
   Buffer<float> dnarrow;    // (N,C)
@@ -96,7 +96,7 @@ Gpt::Gpt(const GptShape& shape, backends::Backend& backend, int micro_batch, int
   a.lnf_rstd = floats(N);
   a.logits = floats(N * static_cast<std::size_t>(shape.padded_vocab));
   a.losses = floats(N);
-  a.lse = floats(N);
+  a.inv_sum = floats(N);
   a.dresidual = floats(N * C);
   a.dnarrow = floats(N * C);
   a.dwide = floats(N * 4 * C);
@@ -166,7 +166,7 @@ void Gpt::forward(const Stage& stage, const float* params) {
     case Stage::Kind::Head: {
       // logits (N,Vp) = lnf (N,C) @ wte (Vp,C)^T; padding columns come out 0 and are ignored anyway
       backend_.matmul_forward(a.logits.data(), a.lnf.data(), params, nullptr, N, C, s.padded_vocab);
-      backend_.crossentropy_forward(a.losses.data(), a.lse.data(), a.logits.data(), a.targets.data(), N, s.vocab,
+      backend_.crossentropy_forward(a.losses.data(), a.inv_sum.data(), a.logits.data(), a.targets.data(), N, s.vocab,
                                     s.padded_vocab);
       std::vector<float> host(static_cast<std::size_t>(N));
       backend_.copy_to_host(host.data(), a.losses.data(), host.size() * sizeof(float));
@@ -222,7 +222,7 @@ void Gpt::backward(const Stage& stage, const float* params, float* grads, float 
     case Stage::Kind::Head:
       MICS_CHECK(have_loss_ && !logits_hold_grads_, "Head backward without a Head forward before it");
       // d(grad_scale * mean loss)/d loss_i = grad_scale / N; logits become dlogits in place
-      backend_.crossentropy_backward(a.logits.data(), a.lse.data(), a.targets.data(), grad_scale / static_cast<float>(N),
+      backend_.crossentropy_backward(a.logits.data(), a.inv_sum.data(), a.targets.data(), grad_scale / static_cast<float>(N),
                                      N, s.vocab, s.padded_vocab);
       // dlnf (N,C) = dlogits @ wte; dwte += dlogits^T @ lnf
       backend_.matmul_backward(a.dnarrow.data(), grads, nullptr, a.logits.data(), a.lnf.data(), params, N, C,

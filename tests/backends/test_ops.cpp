@@ -206,13 +206,13 @@ TEST_CASE("cross-entropy forward and in-place backward ignore padding columns", 
   const std::vector<std::int32_t> targets = {0, 9, 4};
   auto d_logits = upload(be, logits);
   auto d_targets = upload(be, targets);
-  auto losses = be.alloc<float>(N), lse = be.alloc<float>(N);
-  be.crossentropy_forward(losses.data(), lse.data(), d_logits.data(), d_targets.data(), N, V, Vp);
+  auto losses = be.alloc<float>(N), inv_sum = be.alloc<float>(N);
+  be.crossentropy_forward(losses.data(), inv_sum.data(), d_logits.data(), d_targets.data(), N, V, Vp);
   const Vec L = to_double(logits);
   require_close(download(be, losses.data(), N), ref::crossentropy(L, targets, N, V, Vp), "losses");
 
   const float dloss = 0.25f;  // e.g. grad_scale / N
-  be.crossentropy_backward(d_logits.data(), lse.data(), d_targets.data(), dloss, N, V, Vp);
+  be.crossentropy_backward(d_logits.data(), inv_sum.data(), d_targets.data(), dloss, N, V, Vp);
   const Vec g = numeric_grad([&](const Vec& v) { return ref::crossentropy(v, targets, N, V, Vp); }, L, Vec(N, dloss));
   auto dlogits = download(be, d_logits.data(), d_logits.size());
   require_close(dlogits, g, "dlogits");

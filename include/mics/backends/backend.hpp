@@ -127,12 +127,14 @@ class Backend {
   virtual void residual_forward(float* out, const float* a, const float* b, std::size_t n) = 0;
 
   // Softmax + cross-entropy over the real vocab V of logits (N,Vp) (columns V..Vp-1 are padding and are
-  // ignored): losses (N) = -log softmax(logits[i])[targets[i]]; lse (N) saves each row's log-sum-exp.
-  virtual void crossentropy_forward(float* losses, float* lse, const float* logits, const std::int32_t* targets,
+  // ignored): losses (N) = -log softmax(logits[i])[targets[i]]. Fused with the backward: the logits are
+  // overwritten with the softmax numerators exp(logit - rowmax) and inv_sum (N) keeps 1 / their row sum.
+  virtual void crossentropy_forward(float* losses, float* inv_sum, float* logits, const std::int32_t* targets,
                                     int N, int V, int Vp) = 0;
-  // In place: logits (N,Vp) become dlogits = dloss * (softmax - onehot(target)) for columns < V and 0 for
-  // padding columns; dloss is the same scalar for every row (e.g. grad_scale / N for a mean loss).
-  virtual void crossentropy_backward(float* logits, const float* lse, const std::int32_t* targets, float dloss,
+  // In place over what the forward left: logits (N,Vp) become dlogits = dloss * (softmax - onehot(target))
+  // for columns < V and 0 for padding columns; dloss is the same scalar for every row (e.g. grad_scale / N
+  // for a mean loss).
+  virtual void crossentropy_backward(float* logits, const float* inv_sum, const std::int32_t* targets, float dloss,
                                      int N, int V, int Vp) = 0;
 };
 

@@ -18,10 +18,9 @@ constexpr std::size_t kAlignment = 64;  // a cache line; also what AVX-512 loads
 }
 
 CpuBackend::CpuBackend(int threads) : threads_(threads > 0 ? threads : omp_get_max_threads()) {
-  if (threads > 0) {
-    omp_set_num_threads(threads);
-    openblas_set_num_threads(threads);
-  }
+  if (threads > 0) omp_set_num_threads(threads);
+  // GEMMs are split across OpenMP threads, each calling a single-threaded sgemm (see matmul.cpp)
+  openblas_set_num_threads(1);
 }
 
 void* CpuBackend::allocate_bytes(std::size_t bytes) {
@@ -89,13 +88,13 @@ void CpuBackend::gelu_backward(float* dinp, const float* inp, const float* dout,
 void CpuBackend::residual_forward(float* out, const float* a, const float* b, std::size_t n) {
   cpu::add(out, a, b, n);
 }
-void CpuBackend::crossentropy_forward(float* losses, float* lse, const float* logits, const std::int32_t* targets,
+void CpuBackend::crossentropy_forward(float* losses, float* inv_sum, float* logits, const std::int32_t* targets,
                                       int N, int V, int Vp) {
-  cpu::crossentropy_forward(losses, lse, logits, targets, N, V, Vp);
+  cpu::crossentropy_forward(losses, inv_sum, logits, targets, N, V, Vp);
 }
-void CpuBackend::crossentropy_backward(float* logits, const float* lse, const std::int32_t* targets, float dloss,
+void CpuBackend::crossentropy_backward(float* logits, const float* inv_sum, const std::int32_t* targets, float dloss,
                                        int N, int V, int Vp) {
-  cpu::crossentropy_backward(logits, lse, targets, dloss, N, V, Vp);
+  cpu::crossentropy_backward(logits, inv_sum, targets, dloss, N, V, Vp);
 }
 
 }  // namespace mics::backends::cpu

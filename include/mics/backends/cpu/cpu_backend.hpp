@@ -6,7 +6,8 @@ namespace mics::backends::cpu {
 
 class CpuBackend final : public Backend {
  public:
-  // threads > 0 sets the OpenMP and OpenBLAS thread counts; otherwise their defaults stand.
+  // threads > 0 sets the OpenMP thread count (otherwise OpenMP's default stands). OpenBLAS is set to one
+  // thread: every op, GEMMs included, parallelises over OpenMP threads only.
   explicit CpuBackend(int threads = 0);
 
   std::string_view name() const override { return "cpu"; }
@@ -43,9 +44,9 @@ class CpuBackend final : public Backend {
   void gelu_forward(float* out, const float* inp, std::size_t n) override;
   void gelu_backward(float* dinp, const float* inp, const float* dout, std::size_t n) override;
   void residual_forward(float* out, const float* a, const float* b, std::size_t n) override;
-  void crossentropy_forward(float* losses, float* lse, const float* logits, const std::int32_t* targets, int N,
+  void crossentropy_forward(float* losses, float* inv_sum, float* logits, const std::int32_t* targets, int N,
                             int V, int Vp) override;
-  void crossentropy_backward(float* logits, const float* lse, const std::int32_t* targets, float dloss, int N,
+  void crossentropy_backward(float* logits, const float* inv_sum, const std::int32_t* targets, float dloss, int N,
                              int V, int Vp) override;
 
  private:

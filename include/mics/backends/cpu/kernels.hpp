@@ -34,9 +34,9 @@ void gelu_forward(float* out, const float* inp, std::size_t n);
 void gelu_backward(float* dinp, const float* inp, const float* dout, std::size_t n);
 
 // crossentropy.cpp
-void crossentropy_forward(float* losses, float* lse, const float* logits, const std::int32_t* targets, int N,
+void crossentropy_forward(float* losses, float* inv_sum, float* logits, const std::int32_t* targets, int N,
                           int V, int Vp);
-void crossentropy_backward(float* logits, const float* lse, const std::int32_t* targets, float dloss, int N, int V,
+void crossentropy_backward(float* logits, const float* inv_sum, const std::int32_t* targets, float dloss, int N, int V,
                            int Vp);
 
 // vector_ops.cpp
