@@ -187,8 +187,9 @@ void Engine::start_gather(int unit, int slot) {
   float* full = gather_slots_[static_cast<std::size_t>(slot)].data();
   gather_request_ = partition_.iall_gather<float>(std::span<const float>(shard, s.shard_numel),
                                                   std::span<float>(full, s.padded_numel));
-  gather_request_slot_ = slot;
   slot_unit_[static_cast<std::size_t>(slot)] = unit;
+  ++gathers_;
+  gathered_shard_elements_ += s.shard_numel;
 }
 
 void Engine::finish_gather(StepTimes& times) {
@@ -247,7 +248,7 @@ void Engine::run_micro_step(int micro, bool last_micro, bool backward, StepTimes
         } else {
           // Blocks alternate between two slots: a slot's previous reduce-scatter was finished before
           // the next one was issued. The embedding keeps its own buffer from the head to the embedding.
-          block_grad_slot ^= 1;
+          if (u != 0) block_grad_slot ^= 1;
           grad_buffer[u] = u == 0 ? embedding_grad_.data() : grad_slots_[static_cast<std::size_t>(block_grad_slot)].data();
           backend_.zero(grad_buffer[u], padded);
         }
@@ -272,6 +273,7 @@ void Engine::run_micro_step(int micro, bool last_micro, bool backward, StepTimes
         reduce_scatter_request_ = partition_.ireduce_scatter<float>(std::span<const float>(grads, padded),
                                                                     std::span<float>(out, n), comm::ReduceOp::sum);
         reduce_scatter_unit_ = run.unit;
+        ++reduce_scatters_;
         reduce_scatter_accumulate_ = micro != 0;
         reduce_scatter_last_micro_ = last_micro;
       }
@@ -312,6 +314,9 @@ void Engine::update(int step, float lr, StepResult& result) {
 StepResult Engine::step(int step, float lr, const BatchFn& batch) {
   const Clock::time_point start = Clock::now();
   topology_.reset_counters();
+  gathers_ = 0;
+  reduce_scatters_ = 0;
+  gathered_shard_elements_ = 0;
   StepResult result;
   const auto tokens = static_cast<std::size_t>(gpt_.micro_batch()) * static_cast<std::size_t>(gpt_.seq_len());
   std::vector<std::int32_t> inputs(tokens), targets(tokens);
@@ -323,6 +328,9 @@ StepResult Engine::step(int step, float lr, const BatchFn& batch) {
     loss_sum += gpt_.loss();
   }
   update(step, lr, result);
+  result.gathers = gathers_;
+  result.reduce_scatters = reduce_scatters_;
+  result.gathered_shard_elements = gathered_shard_elements_;
   // Per-step traffic of the algorithm, taken before the metrics' own all-reduce below.
   auto take = [&result](comm::Communicator& c) {
     if (c.valid()) result.traffic[static_cast<std::size_t>(c.kind())] = c.take_counters();

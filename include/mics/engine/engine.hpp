@@ -61,6 +61,9 @@ using StepTraffic = std::array<comm::TrafficCounters, 6>;
 struct StepResult {
   float loss = 0;        // mean over the global batch
   double grad_norm = 0;  // before clipping
+  int gathers = 0;       // unit all-gathers issued (a unit still held in a slot is not gathered again)
+  int reduce_scatters = 0;
+  std::uint64_t gathered_shard_elements = 0;  // sum of the shard sizes of those gathers
   StepTimes times;
   StepTraffic traffic;
 };
@@ -122,6 +125,9 @@ class Engine {
   struct Timer;
 
   void run_micro_step(int micro, bool last_micro, bool backward, StepTimes& times);
+  int gathers_ = 0;
+  int reduce_scatters_ = 0;
+  std::uint64_t gathered_shard_elements_ = 0;
   const float* unit_params(int unit, int slot);
   void start_gather(int unit, int slot);
   void finish_gather(StepTimes& times);
@@ -150,7 +156,6 @@ class Engine {
   backends::Buffer<float> staging_;
 
   comm::Request gather_request_;
-  int gather_request_slot_ = -1;
   comm::Request reduce_scatter_request_;
   int reduce_scatter_unit_ = -1;
   bool reduce_scatter_accumulate_ = false;

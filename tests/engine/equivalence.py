@@ -1,0 +1,89 @@
+"""The central test: with the same seed and global batch, ddp, zero3 and mics train the same model to
+the same numbers as one process that accumulates to the same global batch, for worlds of 1, 2, 4 and 8
+ranks, every valid partition size with 2 ranks per emulated node (so the hierarchical all-gather runs
+when p > 2), and grad_accum 1 and 4.
+
+Tolerances (fp32): the layouts differ only in the order in which per-rank gradients are summed
+(reduce-scatter and all-reduce trees versus accumulation in one process). Each sum of k terms
+carries a relative rounding error of about k * 2^-24 ~ 1e-6 for k <= 32; after 20 Adam steps these
+perturb the loss by far less than 1e-5 relative. Final parameters: Adam normalises each update to
+about lr: where |g| >> eps a relative gradient error e moves the update by about lr * e (1e-9 here),
+but a coordinate whose gradient is near zero can see a larger share of one update change. We bound the
+largest parameter difference by 20 steps * lr * 0.005 = 1e-4 (half a percent of one update per step)
+and the mean absolute difference by 1e-7 (a hundredth of that: almost every coordinate is in the
+|g| >> eps regime)."""
+import os
+import struct
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
+import mics_test  # noqa: E402
+
+STEPS = 20
+LR = 1e-3
+COMMON = ["--train.steps=%d" % STEPS, "--train.micro_batch=2", "--model.seq_len=32", "--train.val_every=0",
+          "--log.level=warning", "--train.lr=%g" % LR, "--train.warmup_steps=2", "--train.grad_clip=1.0"]
+
+
+def read_llmc(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    header = struct.unpack("<256i", data[:1024])
+    assert header[0] == 20240326 and header[1] == 3, "not an llm.c v3 file: " + path
+    n = (len(data) - 1024) // 4
+    return struct.unpack("<%df" % n, data[1024:])
+
+
+def main():
+    args = mics_test.parse_args()
+    runner = mics_test.Runner(args)
+    checks = mics_test.Checks()
+    deck = runner.deck("tiny.ini")
+    references = {}
+
+    def reference(micro_steps):
+        if micro_steps not in references:
+            name = "ref%d" % micro_steps
+            runner.run_serial(["train", "--deck", deck] + COMMON +
+                              ["--run.name=" + name, "--train.grad_accum=%d" % micro_steps,
+                               "--train.save_final=final/%s.bin" % name])
+            references[micro_steps] = (runner.losses(name), read_llmc(os.path.join(runner.dir, "final", name + ".bin")))
+        return references[micro_steps]
+
+    cases = []
+    for world in (1, 2, 4, 8):
+        rpn = 1 if world == 1 else 2
+        for accum in (1, 4):
+            cases.append((world, rpn, "ddp", None, accum))
+            if world > 1:
+                cases.append((world, rpn, "zero3", None, accum))
+            for p in range(1, world + 1):
+                valid = world % p == 0 and ((p <= rpn and rpn % p == 0) or (p > rpn and p % rpn == 0))
+                if valid:
+                    cases.append((world, rpn, "mics", p, accum))
+
+    for world, rpn, strategy, p, accum in cases:
+        name = "w%d_%s%s_a%d" % (world, strategy, "" if p is None else "_p%d" % p, accum)
+        argv = ["train", "--deck", deck] + COMMON + [
+            "--run.name=" + name, "--train.grad_accum=%d" % accum, "--parallel.strategy=" + strategy,
+            "--topology.ranks_per_node=%d" % rpn, "--train.save_final=final/%s.bin" % name]
+        if p is not None:
+            argv.append("--parallel.partition_size=%d" % p)
+        proc = runner.run_mpi(world, argv)
+        losses = runner.losses(name)
+        params = read_llmc(os.path.join(runner.dir, "final", name + ".bin"))
+        ref_losses, ref_params = reference(world * accum)
+        checks.check(len(losses) == STEPS, "%s logged %d steps" % (name, len(losses)))
+        worst = max(abs(a - b) / abs(b) for a, b in zip(losses, ref_losses))
+        checks.check(worst <= 1e-5, "%s: loss differs from one process by %.3g relative" % (name, worst))
+        diffs = [abs(a - b) for a, b in zip(params, ref_params)]
+        max_diff, mean_diff = max(diffs), sum(diffs) / len(diffs)
+        checks.check(max_diff <= STEPS * LR * 0.005 and mean_diff <= 1e-7,
+                     "%s: final parameters differ by max %.3g, mean %.3g" % (name, max_diff, mean_diff))
+        print("%-22s %4.1fs  loss rel diff %.2e  param max diff %.2e mean %.2e" %
+              (name, proc.seconds, worst, max_diff, mean_diff), flush=True)
+    checks.finish()
+
+
+if __name__ == "__main__":
+    main()
