@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "mics/backends/backend.hpp"
+#include "mics/checkpoint/training.hpp"
 #include "mics/data/sampler.hpp"
 #include "mics/data/token_shard.hpp"
 #include "mics/engine/engine.hpp"
@@ -157,7 +158,16 @@ int run_training(const config::Config& cfg, topology::Topology& topology, comm::
                  << ", gradient buffers " << format_bytes(static_cast<double>(memory.gradients + memory.staging))
                  << ", activations " << format_bytes(static_cast<double>(gpt.activation_bytes()));
 
-  load_initial_weights(cfg.get_string("model.init"), gpt.layout(), engine, seed);
+  // A resumed run takes its states from the checkpoint and continues at its step.
+  checkpoint::TrainingCheckpoints checkpoints(cfg, engine, *backend, topology, gpt.layout());
+  int start_step = 0;
+  std::int64_t tokens_seen = 0;
+  if (const std::optional<checkpoint::ResumePoint> resumed = checkpoints.resume()) {
+    start_step = static_cast<int>(resumed->step);
+    tokens_seen = resumed->tokens_seen;
+  } else {
+    load_initial_weights(cfg.get_string("model.init"), gpt.layout(), engine, seed);
+  }
 
   const optim::LrSchedule schedule(static_cast<float>(cfg.get_float("train.lr")), int_key(cfg, "train.warmup_steps"),
                                    steps, static_cast<float>(cfg.get_float("train.min_lr_ratio")));
@@ -198,13 +208,14 @@ int run_training(const config::Config& cfg, topology::Topology& topology, comm::
   double tokens_done = 0, seconds_done = 0;
   float last_loss = 0, last_val = NAN;
   StepTraffic last_traffic{};
-  for (int step = 0; step < steps; ++step) {
+  for (int step = start_step; step < steps; ++step) {
     const float lr = schedule.lr_at(step);
     const StepResult result = engine.step(step, lr, train_batch(step));
     if (!std::isfinite(result.loss)) fatal_one("loss is " + std::to_string(result.loss) + " at step " +
                                                std::to_string(step + 1) + ": training diverged");
     const double tokens = static_cast<double>(global_batch) * T;
     tokens_done += tokens;
+    tokens_seen += static_cast<std::int64_t>(tokens);
     seconds_done += result.times.total;
     last_loss = result.loss;
     last_traffic = result.traffic;
@@ -213,7 +224,7 @@ int run_training(const config::Config& cfg, topology::Topology& topology, comm::
     metrics.write(record);
     if ((step + 1) % log_every == 0 || step == 0 || step + 1 == steps) {
       const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
-      const double eta = elapsed / (step + 1) * (steps - step - 1);
+      const double eta = elapsed / (step + 1 - start_step) * (steps - step - 1);
       char line[256];
       std::snprintf(line, sizeof(line),
                     "step %d/%d | loss %.6f | lr %.3e | norm %.4f | %.0f tok/s | %.2f GFLOP/s | %.0f ms | ETA %s",
@@ -226,6 +237,9 @@ int run_training(const config::Config& cfg, topology::Topology& topology, comm::
       MICS_LOG(info) << "step " << step + 1 << " | val loss " << last_val;
       if (rank == 0) metrics.write_line("{\"step\":" + std::to_string(step + 1) + ",\"val_loss\":" + std::to_string(last_val) + "}");
     }
+    if (checkpoints.after_step(step + 1, tokens_seen, step + 1 == steps) ==
+        checkpoint::TrainingCheckpoints::Next::stop_for_requeue)
+      return kExitRequeue;
   }
 
   if (const std::string& path = cfg.get_string("train.save_final"); !path.empty())
@@ -234,7 +248,7 @@ int run_training(const config::Config& cfg, topology::Topology& topology, comm::
   std::ostringstream summary;
   summary << "done: " << steps << " steps, final loss " << last_loss;
   if (!std::isnan(last_val)) summary << ", val loss " << last_val;
-  summary << ", " << static_cast<long>(tokens_done / seconds_done) << " tok/s; traffic per step on rank 0: "
+  summary << ", " << static_cast<long>(seconds_done > 0 ? tokens_done / seconds_done : 0) << " tok/s; traffic per step on rank 0: "
           << traffic_summary(last_traffic);
   MICS_LOG(info) << summary.str();
   return kExitOk;

@@ -1,0 +1,109 @@
+// Checkpoints of a training run (checkpoints.md): one directory per checkpoint,
+//   <checkpoint.dir>/<run.name>/step_<N>/state.h5   (committed)
+//   <checkpoint.dir>/<run.name>/step_<N>.partial/   (being written, or abandoned by a crash)
+//   <checkpoint.dir>/<run.name>/latest              ("step_<N>": the newest committed checkpoint)
+//
+// state.h5 holds every parameter and optimizer state as a dataset named after its tensor, with its
+// global shape: /params/<name>, /adam_m/<name>, /adam_v/<name> (e.g. /params/h.3.attn.c_attn.weight
+// [3C, C]), chunked with Fletcher32 checksums, plus root attributes: format_version, step, tokens_seen,
+// sampler_position, seed, deck, schedule_*, model_*, topology_* (world, partition_size, replicas,
+// ranks_per_node, strategy at save time). Nothing depends on the rank count, so any layout reads it.
+//
+// Writing: partition group 0 writes with parallel HDF5 (MPI-IO over its partition communicator,
+// collective transfers), each rank its own shard as hyperslabs of the tensors it intersects. Every
+// writer's status is reduced over the world; only then does world rank 0 fsync, rename the .partial
+// directory into place, replace `latest` atomically and prune old checkpoints.
+// Reading: every rank opens the file on its own and reads its shard's ranges, so a checksum error
+// seen by one rank cannot leave its peers inside a collective; the ranks then agree on the outcome.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "mics/backends/backend.hpp"
+#include "mics/engine/engine.hpp"
+#include "mics/model/gpt.hpp"
+#include "mics/topology/topology.hpp"
+
+namespace mics::checkpoint {
+
+inline constexpr std::int64_t kFormatVersion = 1;
+inline constexpr const char* kStateFileName = "state.h5";
+inline constexpr const char* kLatestFileName = "latest";
+inline constexpr const char* kPartialSuffix = ".partial";
+// The three tensor groups of a state file, in the order they are written.
+inline constexpr const char* kTensorGroups[] = {"params", "adam_m", "adam_v"};
+
+// Fault injection for tests: milliseconds each writer rank sleeps after every dataset it writes,
+// so a test can kill a rank while a checkpoint is being written.
+inline constexpr const char* kWriteDelayEnv = "MICS_CHECKPOINT_WRITE_DELAY_MS";
+
+// Everything a checkpoint records besides the tensors.
+struct Metadata {
+  std::int64_t format_version = kFormatVersion;
+  std::int64_t step = 0;              // optimizer steps completed
+  std::int64_t tokens_seen = 0;
+  std::int64_t sampler_position = 0;  // the batch sampler is counter-based on (seed, step): = step
+  std::int64_t seed = 0;
+  std::string deck;                   // the effective deck (Config::to_deck)
+  // Learning-rate schedule (a pure function of these and the step).
+  double schedule_lr = 0;
+  std::int64_t schedule_warmup_steps = 0;
+  std::int64_t schedule_total_steps = 0;
+  double schedule_min_lr_ratio = 0;
+  model::GptShape model;
+  // Topology at save time (informational: a checkpoint loads on any layout).
+  std::int64_t world = 0;
+  std::int64_t partition_size = 0;
+  std::int64_t replicas = 0;
+  std::int64_t ranks_per_node = 0;
+  std::string strategy;
+};
+
+// A checkpoint directory of a run.
+struct Entry {
+  std::filesystem::path path;
+  std::int64_t step = 0;
+  bool committed = false;  // false: a .partial directory
+  std::uintmax_t bytes = 0;
+};
+
+// "step_<N>"
+std::string step_dir_name(std::int64_t step);
+// Every step_<N> and step_<N>.partial directory of a run directory, by step, committed after partial.
+std::vector<Entry> list_checkpoints(const std::filesystem::path& run_dir);
+// The directory `latest` names, when the pointer exists and names a step_<N> directory.
+std::optional<std::filesystem::path> read_latest(const std::filesystem::path& run_dir);
+// The state file of a checkpoint: PATH itself when it is a file, else PATH/state.h5.
+std::filesystem::path state_file(const std::filesystem::path& checkpoint);
+
+struct Retention {
+  int keep = 2;        // newest committed checkpoints kept
+  int keep_every = 0;  // also keep steps that are multiples of this; 0 = off
+};
+
+// Collective over the world: partition group 0 writes <run_dir>/step_<N>.partial/state.h5, every writer
+// reports its status, then world rank 0 commits (fsync, rename, `latest`) and prunes per `retention`.
+// Returns true on every rank when the checkpoint was committed; false (with a warning naming the
+// cause) when any writer failed: the previous checkpoint stays the latest.
+bool save(engine::Engine& engine, backends::Backend& backend, topology::Topology& topology,
+          const model::ParamLayout& layout, const Metadata& metadata, const std::filesystem::path& run_dir,
+          const Retention& retention);
+
+// The metadata of a state file (single process). Throws mics::Error naming the file and attribute.
+Metadata read_metadata(const std::filesystem::path& file);
+
+// Collective over the world: every rank reads its shard of every unit from `checkpoint` (a step
+// directory or state file) into the engine, whatever layout wrote it. Returns the checkpoint's
+// metadata on every rank, or the first failing rank's error (naming the file and dataset) on every
+// rank, in which case the engine's state is undefined and must be loaded again.
+struct LoadResult {
+  std::optional<Metadata> metadata;
+  std::string error;
+};
+LoadResult load(const std::filesystem::path& checkpoint, engine::Engine& engine, backends::Backend& backend,
+                topology::Topology& topology, const model::ParamLayout& layout);
+
+}  // namespace mics::checkpoint

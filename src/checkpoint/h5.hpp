@@ -1,0 +1,95 @@
+// Private helpers of the checkpoint area: RAII owners for HDF5 handles, attribute access, and the
+// selection of a flat element range of a 1-D or 2-D dataset. Every failure throws mics::Error naming
+// the file and the object.
+#pragma once
+#include <hdf5.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace mics::checkpoint::h5 {
+
+// Owns one HDF5 identifier; closes it with the matching H5?close on scope exit.
+class Handle {
+ public:
+  using Closer = herr_t (*)(hid_t);
+  Handle() = default;
+  Handle(hid_t id, Closer closer) : id_(id), closer_(closer) {}
+  Handle(Handle&& other) noexcept : id_(std::exchange(other.id_, H5I_INVALID_HID)), closer_(other.closer_) {}
+  Handle& operator=(Handle&& other) noexcept {
+    if (this != &other) {
+      reset();
+      id_ = std::exchange(other.id_, H5I_INVALID_HID);
+      closer_ = other.closer_;
+    }
+    return *this;
+  }
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  ~Handle() { reset(); }
+
+  hid_t get() const { return id_; }
+  bool valid() const { return id_ >= 0; }
+  // Closes now and reports failure (a file's close is where buffered data reaches the disk).
+  bool close() {
+    if (id_ < 0) return true;
+    const herr_t status = closer_(id_);
+    id_ = H5I_INVALID_HID;
+    return status >= 0;
+  }
+
+ private:
+  void reset() {
+    if (id_ >= 0) closer_(id_);
+    id_ = H5I_INVALID_HID;
+  }
+  hid_t id_ = H5I_INVALID_HID;
+  Closer closer_ = nullptr;
+};
+
+// Turns HDF5's own error-stack printing off while alive: mics reports errors with its own messages.
+class QuietErrors {
+ public:
+  QuietErrors();
+  ~QuietErrors();
+  QuietErrors(const QuietErrors&) = delete;
+  QuietErrors& operator=(const QuietErrors&) = delete;
+
+ private:
+  H5E_auto2_t previous_function_ = nullptr;
+  void* previous_data_ = nullptr;
+};
+
+// `what` names the failed operation and object in the thrown message.
+Handle checked(hid_t id, Handle::Closer closer, const std::string& what);
+void check(herr_t status, const std::string& what);
+
+Handle open_file_read(const std::string& path);  // serial (sec2) driver, read-only
+Handle open_group(hid_t parent, const std::string& name, const std::string& file);
+Handle open_dataset(hid_t group, const std::string& name, const std::string& where);
+
+bool has_attribute(hid_t object, const std::string& name);
+void write_attribute(hid_t object, const std::string& name, std::int64_t value);
+void write_attribute(hid_t object, const std::string& name, double value);
+void write_attribute(hid_t object, const std::string& name, const std::string& value);
+std::int64_t read_int_attribute(hid_t object, const std::string& name, const std::string& where);
+double read_double_attribute(hid_t object, const std::string& name, const std::string& where);
+std::string read_string_attribute(hid_t object, const std::string& name, const std::string& where);
+
+// Dimensions of a dataset (1-D or 2-D in a checkpoint).
+std::vector<hsize_t> dataset_dims(hid_t dataset, const std::string& where);
+
+// Selects elements [begin, end) of a row-major dataset of `dims` as a union of hyperslabs (partial
+// first row, full rows, partial last row). An empty range selects nothing.
+void select_flat_range(hid_t file_space, const std::vector<hsize_t>& dims, std::size_t begin, std::size_t end);
+
+// A 1-D memory space of `count` elements, all selected (none selected when count is 0).
+Handle memory_space(std::size_t count);
+
+// Names of the links in a group, in name order.
+std::vector<std::string> link_names(hid_t group, const std::string& where);
+
+}  // namespace mics::checkpoint::h5

@@ -1,0 +1,291 @@
+// The state file: writing a shard's slices with parallel HDF5, reading any layout's slices back.
+#include <hdf5.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <thread>
+
+#include "h5.hpp"
+#include "mics/checkpoint/checkpoint.hpp"
+#include "mics/log/log.hpp"
+#include "mics/util/error.hpp"
+#include "store.hpp"
+
+namespace mics::checkpoint {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// Elements per chunk: checksums are per chunk, and 1 MiB chunks keep both the overhead and the
+// amount re-read to verify one corrupted region small.
+constexpr hsize_t kChunkElements = hsize_t{1} << 18;
+
+// The part of a tensor that a shard [shard_begin, shard_begin + shard_numel) of its unit holds, as
+// element offsets within the tensor; empty when begin == end.
+struct Slice {
+  std::size_t begin = 0;
+  std::size_t end = 0;
+  std::size_t shard_offset = 0;  // where `begin` lies in the shard
+};
+
+Slice slice_of(const model::TensorInfo& tensor, const engine::UnitSharding& sharding) {
+  const std::size_t lo = std::max(tensor.offset, sharding.shard_begin);
+  const std::size_t hi = std::min(tensor.offset + tensor.numel, sharding.shard_begin + sharding.shard_numel);
+  if (lo >= hi) return {};
+  return Slice{lo - tensor.offset, hi - tensor.offset, lo - sharding.shard_begin};
+}
+
+std::vector<hsize_t> dims_of(const model::TensorInfo& tensor) {
+  return std::vector<hsize_t>(tensor.shape.begin(), tensor.shape.end());
+}
+
+void write_metadata(hid_t file, const Metadata& m) {
+  h5::write_attribute(file, "format_version", m.format_version);
+  h5::write_attribute(file, "step", m.step);
+  h5::write_attribute(file, "tokens_seen", m.tokens_seen);
+  h5::write_attribute(file, "sampler_position", m.sampler_position);
+  h5::write_attribute(file, "seed", m.seed);
+  h5::write_attribute(file, "deck", m.deck);
+  h5::write_attribute(file, "schedule_lr", m.schedule_lr);
+  h5::write_attribute(file, "schedule_warmup_steps", m.schedule_warmup_steps);
+  h5::write_attribute(file, "schedule_total_steps", m.schedule_total_steps);
+  h5::write_attribute(file, "schedule_min_lr_ratio", m.schedule_min_lr_ratio);
+  h5::write_attribute(file, "model_layers", std::int64_t{m.model.layers});
+  h5::write_attribute(file, "model_heads", std::int64_t{m.model.heads});
+  h5::write_attribute(file, "model_channels", std::int64_t{m.model.channels});
+  h5::write_attribute(file, "model_vocab", std::int64_t{m.model.vocab});
+  h5::write_attribute(file, "model_padded_vocab", std::int64_t{m.model.padded_vocab});
+  h5::write_attribute(file, "model_max_seq_len", std::int64_t{m.model.max_seq_len});
+  h5::write_attribute(file, "topology_world", m.world);
+  h5::write_attribute(file, "topology_partition_size", m.partition_size);
+  h5::write_attribute(file, "topology_replicas", m.replicas);
+  h5::write_attribute(file, "topology_ranks_per_node", m.ranks_per_node);
+  h5::write_attribute(file, "topology_strategy", m.strategy);
+}
+
+Metadata read_metadata_from(hid_t file, const std::string& where) {
+  Metadata m;
+  m.format_version = h5::read_int_attribute(file, "format_version", where);
+  if (m.format_version != kFormatVersion)
+    throw Error(where + ": format_version " + std::to_string(m.format_version) + " is not supported (this mics reads " +
+                std::to_string(kFormatVersion) + ")");
+  const auto get_int = [&](const char* name) { return h5::read_int_attribute(file, name, where); };
+  m.step = get_int("step");
+  m.tokens_seen = get_int("tokens_seen");
+  m.sampler_position = get_int("sampler_position");
+  m.seed = get_int("seed");
+  m.deck = h5::read_string_attribute(file, "deck", where);
+  m.schedule_lr = h5::read_double_attribute(file, "schedule_lr", where);
+  m.schedule_warmup_steps = get_int("schedule_warmup_steps");
+  m.schedule_total_steps = get_int("schedule_total_steps");
+  m.schedule_min_lr_ratio = h5::read_double_attribute(file, "schedule_min_lr_ratio", where);
+  m.model.layers = static_cast<int>(get_int("model_layers"));
+  m.model.heads = static_cast<int>(get_int("model_heads"));
+  m.model.channels = static_cast<int>(get_int("model_channels"));
+  m.model.vocab = static_cast<int>(get_int("model_vocab"));
+  m.model.padded_vocab = static_cast<int>(get_int("model_padded_vocab"));
+  m.model.max_seq_len = static_cast<int>(get_int("model_max_seq_len"));
+  m.world = get_int("topology_world");
+  m.partition_size = get_int("topology_partition_size");
+  m.replicas = get_int("topology_replicas");
+  m.ranks_per_node = get_int("topology_ranks_per_node");
+  m.strategy = h5::read_string_attribute(file, "topology_strategy", where);
+  return m;
+}
+
+void check_model(const std::string& where, const model::GptShape& saved, const model::GptShape& want) {
+  const auto same = [&](const char* what, int got, int expected) {
+    if (got != expected)
+      throw Error(where + ": the checkpoint's model has " + what + " = " + std::to_string(got) +
+                  " but the deck's model has " + std::to_string(expected));
+  };
+  same("layers", saved.layers, want.layers);
+  same("heads", saved.heads, want.heads);
+  same("channels", saved.channels, want.channels);
+  same("vocab", saved.vocab, want.vocab);
+  same("padded vocab", saved.padded_vocab, want.padded_vocab);
+  same("max sequence length", saved.max_seq_len, want.max_seq_len);
+}
+
+int write_delay_ms() {
+  const char* text = std::getenv(kWriteDelayEnv);
+  return text ? std::max(0, std::atoi(text)) : 0;
+}
+
+// Collective over the partition group: the whole state file, each rank writing its own slices.
+void write_state_file(const fs::path& path, engine::Engine& engine, backends::Backend& backend, MPI_Comm partition,
+                      const model::ParamLayout& layout, const Metadata& metadata) {
+  const std::string where = path.string();
+  h5::Handle access = h5::checked(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, "H5Pcreate(file access)");
+  h5::check(H5Pset_fapl_mpio(access.get(), partition, MPI_INFO_NULL), "H5Pset_fapl_mpio");
+  h5::Handle file = h5::checked(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, access.get()), H5Fclose,
+                                "creating " + where);
+  write_metadata(file.get(), metadata);
+
+  h5::Handle transfer = h5::checked(H5Pcreate(H5P_DATASET_XFER), H5Pclose, "H5Pcreate(transfer)");
+  // Filtered datasets can only be written collectively in parallel HDF5.
+  h5::check(H5Pset_dxpl_mpio(transfer.get(), H5FD_MPIO_COLLECTIVE), "H5Pset_dxpl_mpio");
+  std::vector<h5::Handle> groups;
+  for (const char* name : kTensorGroups)
+    groups.push_back(h5::checked(H5Gcreate2(file.get(), name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose,
+                                 where + ": creating group " + name));
+
+  const int delay_ms = write_delay_ms();
+  std::vector<float> host;
+  for (std::size_t u = 0; u < layout.units().size(); ++u) {
+    const engine::UnitSharding& sharding = engine.sharding()[u];
+    const int unit = static_cast<int>(u);
+    float* const shards[3] = {engine.master_shard(unit), engine.adam_m_shard(unit), engine.adam_v_shard(unit)};
+    host.resize(3 * sharding.shard_numel);
+    for (int g = 0; g < 3; ++g)
+      backend.copy_to_host(host.data() + g * sharding.shard_numel, shards[g], sharding.shard_numel * sizeof(float));
+
+    for (int t : layout.units()[u].tensors) {
+      const model::TensorInfo& tensor = layout.tensors()[static_cast<std::size_t>(t)];
+      const std::vector<hsize_t> dims = dims_of(tensor);
+      std::vector<hsize_t> chunk = dims;
+      if (dims.size() == 1) {
+        chunk[0] = std::min(dims[0], kChunkElements);
+      } else {
+        chunk[0] = std::clamp<hsize_t>(kChunkElements / dims[1], 1, dims[0]);
+      }
+      h5::Handle create = h5::checked(H5Pcreate(H5P_DATASET_CREATE), H5Pclose, "H5Pcreate(dataset create)");
+      h5::check(H5Pset_chunk(create.get(), static_cast<int>(chunk.size()), chunk.data()), "H5Pset_chunk");
+      h5::check(H5Pset_fletcher32(create.get()), "H5Pset_fletcher32");
+      h5::check(H5Pset_fill_time(create.get(), H5D_FILL_TIME_NEVER), "H5Pset_fill_time");
+      h5::Handle file_space = h5::checked(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr),
+                                          H5Sclose, "H5Screate_simple");
+      const Slice slice = slice_of(tensor, sharding);
+      h5::select_flat_range(file_space.get(), dims, slice.begin, slice.end);
+      h5::Handle memory = h5::memory_space(slice.end - slice.begin);
+      for (int g = 0; g < 3; ++g) {
+        const std::string name = std::string("/") + kTensorGroups[g] + "/" + tensor.name;
+        h5::Handle dataset = h5::checked(H5Dcreate2(groups[static_cast<std::size_t>(g)].get(), tensor.name.c_str(),
+                                                    H5T_IEEE_F32LE, file_space.get(), H5P_DEFAULT, create.get(),
+                                                    H5P_DEFAULT),
+                                         H5Dclose, where + ": creating dataset " + name);
+        const float* source = host.data() + g * sharding.shard_numel + slice.shard_offset;
+        h5::check(H5Dwrite(dataset.get(), H5T_NATIVE_FLOAT, memory.get(), file_space.get(), transfer.get(), source),
+                  where + ": writing dataset " + name);
+        if (delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+      }
+    }
+  }
+  groups.clear();
+  if (!file.close()) throw Error(where + ": closing the file failed");
+}
+
+// This rank's shard of every unit from the file, read independently.
+void read_state_file(const fs::path& path, engine::Engine& engine, backends::Backend& backend,
+                     const model::ParamLayout& layout, Metadata& metadata) {
+  const std::string where = path.string();
+  h5::Handle file = h5::open_file_read(where);
+  metadata = read_metadata_from(file.get(), where);
+  check_model(where, metadata.model, layout.shape());
+  std::vector<h5::Handle> groups;
+  for (const char* name : kTensorGroups) groups.push_back(h5::open_group(file.get(), name, where));
+
+  std::vector<float> host;
+  for (std::size_t u = 0; u < layout.units().size(); ++u) {
+    const engine::UnitSharding& sharding = engine.sharding()[u];
+    // Padding past the unit's real elements stays zero, as the engine keeps it.
+    host.assign(3 * sharding.shard_numel, 0.0f);
+    for (int t : layout.units()[u].tensors) {
+      const model::TensorInfo& tensor = layout.tensors()[static_cast<std::size_t>(t)];
+      const Slice slice = slice_of(tensor, sharding);
+      const std::vector<hsize_t> want = dims_of(tensor);
+      for (int g = 0; g < 3; ++g) {
+        const std::string name = std::string("/") + kTensorGroups[g] + "/" + tensor.name;
+        h5::Handle dataset = h5::open_dataset(groups[static_cast<std::size_t>(g)].get(), tensor.name, where);
+        if (h5::dataset_dims(dataset.get(), where + ": " + name) != want)
+          throw Error(where + ": dataset " + name + " does not have the shape of the model's tensor");
+        if (slice.begin == slice.end) continue;
+        h5::Handle file_space = h5::checked(H5Dget_space(dataset.get()), H5Sclose, where + ": H5Dget_space");
+        h5::select_flat_range(file_space.get(), want, slice.begin, slice.end);
+        h5::Handle memory = h5::memory_space(slice.end - slice.begin);
+        float* target = host.data() + g * sharding.shard_numel + slice.shard_offset;
+        if (H5Dread(dataset.get(), H5T_NATIVE_FLOAT, memory.get(), file_space.get(), H5P_DEFAULT, target) < 0)
+          throw Error(where + ": dataset " + name + " cannot be read (checksum mismatch or I/O error)");
+      }
+    }
+    const int unit = static_cast<int>(u);
+    float* const shards[3] = {engine.master_shard(unit), engine.adam_m_shard(unit), engine.adam_v_shard(unit)};
+    for (int g = 0; g < 3; ++g)
+      backend.copy_from_host(shards[g], host.data() + g * sharding.shard_numel, sharding.shard_numel * sizeof(float));
+  }
+}
+
+}  // namespace
+
+Metadata read_metadata(const fs::path& file) {
+  h5::QuietErrors quiet;
+  h5::Handle handle = h5::open_file_read(file.string());
+  return read_metadata_from(handle.get(), file.string());
+}
+
+bool save(engine::Engine& engine, backends::Backend& backend, topology::Topology& topology,
+          const model::ParamLayout& layout, const Metadata& metadata, const fs::path& run_dir,
+          const Retention& retention) {
+  const MPI_Comm world = topology.world().handle();
+  const bool world_root = topology.placement().world_rank == 0;
+  const bool writer = topology.placement().partition_group == 0;
+  const fs::path final_dir = run_dir / step_dir_name(metadata.step);
+  const fs::path partial_dir = run_dir / (step_dir_name(metadata.step) + kPartialSuffix);
+  h5::QuietErrors quiet;
+
+  std::string error;
+  if (world_root) {
+    try {
+      std::error_code ec;
+      fs::remove_all(partial_dir, ec);  // a leftover of a crashed attempt at the same step
+      fs::create_directories(partial_dir);
+    } catch (const std::exception& e) {
+      error = std::string("cannot create ") + partial_dir.string() + ": " + e.what();
+    }
+  }
+  error = store::first_error(world, error);
+  if (error.empty() && writer) {
+    try {
+      write_state_file(partial_dir / kStateFileName, engine, backend, topology.partition().handle(), layout, metadata);
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  }
+  // Committed only when every writer succeeded.
+  error = store::first_error(world, error);
+  if (error.empty() && world_root) {
+    try {
+      store::commit(partial_dir, final_dir, run_dir);
+    } catch (const std::exception& e) {
+      error = std::string("commit of ") + final_dir.string() + " failed: " + e.what();
+    }
+  }
+  error = store::first_error(world, error);
+  if (!error.empty()) {
+    MICS_LOG(warning) << "checkpoint at step " << metadata.step << " NOT written: " << error
+                      << "; the previous checkpoint stays the latest";
+    return false;
+  }
+  MICS_LOG(info) << "checkpoint written: " << final_dir.string();
+  if (world_root) store::prune(run_dir, retention, metadata.step);
+  return true;
+}
+
+LoadResult load(const fs::path& checkpoint, engine::Engine& engine, backends::Backend& backend,
+                topology::Topology& topology, const model::ParamLayout& layout) {
+  h5::QuietErrors quiet;
+  LoadResult result;
+  Metadata metadata;
+  try {
+    read_state_file(state_file(checkpoint), engine, backend, layout, metadata);
+  } catch (const std::exception& e) {
+    result.error = e.what();
+  }
+  result.error = store::first_error(topology.world().handle(), result.error);
+  if (result.error.empty()) result.metadata = metadata;
+  return result;
+}
+
+}  // namespace mics::checkpoint
