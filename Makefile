@@ -11,7 +11,10 @@ CTEST_ARGS ?=
 DEB_PACKAGES := build-essential cmake libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools \
                 libboost-program-options-dev libboost-log-dev catch2 libopenblas-dev python3
 
-.PHONY: all deps build test run demo bench bench-comm bench-model clean distclean
+.PHONY: all deps build test run demo bench bench-comm bench-model clean distclean deps-slurm
+
+# Slurm and munge for the end-to-end job tests (tests/slurm starts its own two-node cluster).
+SLURM_PACKAGES := slurmctld slurmd slurm-client munge
 
 all: build
 
@@ -32,7 +35,23 @@ $(BUILD_DIR)/CMakeCache.txt:
 build: $(BUILD_DIR)/CMakeCache.txt
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
+deps-slurm:
+	@missing=$$(for p in $(SLURM_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -z "$$missing" ]; then echo "deps-slurm: Slurm and munge present"; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+	    echo "deps-slurm: missing $$missing and no apt-get to install them"; exit 1; \
+	elif [ "$$(id -u)" -ne 0 ]; then \
+	    echo "deps-slurm: missing packages (run as root: apt-get install $$missing)"; exit 1; \
+	else \
+	    echo "deps-slurm: installing $$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing) \
+	        || { echo "deps-slurm: could not install $$missing"; exit 1; }; \
+	fi
+
 test: deps
+	@$(MAKE) --no-print-directory deps-slurm || \
+	    echo "test: the Slurm tests (slurm.jobs) will be SKIPPED: Slurm/munge could not be installed (see above)"
 	$(MAKE) build
 	cd $(BUILD_DIR) && ctest --output-on-failure $(CTEST_ARGS)
 

@@ -11,6 +11,18 @@ RUN_DIR=$1
 GRACE=${2:-10}
 [[ -f $RUN_DIR/pids ]] || exit 0
 
+# Jobs still in the cluster are cancelled first, so their job steps end with them.
+if [[ -f $RUN_DIR/etc/slurm.conf ]] && command -v squeue >/dev/null 2>&1; then
+  export SLURM_CONF=$RUN_DIR/etc/slurm.conf
+  jobs=$(timeout 10 squeue -h -o %A 2>/dev/null)
+  if [[ -n $jobs ]]; then
+    # shellcheck disable=SC2086
+    timeout 10 scancel $jobs 2>/dev/null
+    deadline=$((SECONDS + GRACE))
+    while [[ -n $(timeout 5 squeue -h -o %A 2>/dev/null) ]] && (( SECONDS < deadline )); do sleep 0.2; done
+  fi
+fi
+
 pids=()
 # slurmds first, then the controller, then munged: the reverse of the start order.
 while read -r name pid; do
