@@ -12,5 +12,7 @@ int train_command(const Args& args);       // mics train --deck FILE [--section.
 int config_command(const Args& args);      // mics config [--deck FILE] [--section.key=value ...]
 int bench_command(const Args& args);       // mics bench comm [-b -e -f -n -w -c] [--deck FILE ...]
 int data_command_entry(const Args& args);  // mics data prepare|synth ...
+int ckpt_command(const Args& args);        // mics ckpt list|inspect|verify PATH
+int export_command(const Args& args);      // mics export PATH --format safetensors|llmc OUT
 
 }  // namespace mics::cli

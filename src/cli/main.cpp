@@ -17,6 +17,8 @@ constexpr const char* kUsage =
     "  config   print the effective configuration of a deck, every key included\n"
     "  bench    benchmarks: `mics bench comm` measures the collectives of the MiCS groups\n"
     "  data     prepare token shards: `mics data prepare TEXT OUTDIR`, `mics data synth OUTDIR`\n"
+    "  ckpt     checkpoints: `mics ckpt list RUN_DIR`, `mics ckpt inspect|verify PATH`\n"
+    "  export   a checkpoint as safetensors or llm.c: `mics export PATH --format safetensors|llmc OUT`\n"
     "\n"
     "Every command takes --help. Deck keys can be overridden as --section.key=value.\n"
     "Exit status: 0 success, 1 a rank failed (job aborted), 2 bad deck/option/shape,\n"
@@ -41,6 +43,8 @@ int main(int argc, char** argv) {
     if (command == "config") return mics::cli::config_command(args);
     if (command == "bench") return mics::cli::bench_command(args);
     if (command == "data") return mics::cli::data_command_entry(args);
+    if (command == "ckpt") return mics::cli::ckpt_command(args);
+    if (command == "export") return mics::cli::export_command(args);
   } catch (const std::exception& e) {
     // An error that escaped a subcommand may have been seen by this rank alone: abort the job.
     mics::fatal_one(e.what());

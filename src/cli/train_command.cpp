@@ -18,7 +18,12 @@ constexpr const char* kTrainUsage =
     "       srun --mpi=pmix mics train --deck FILE [...]\n"
     "\n"
     "Trains the model the deck describes. Every key of the deck can be overridden on the command line,\n"
-    "e.g. --train.steps=50 --parallel.strategy=zero3. `mics config --deck FILE` prints every key.\n";
+    "e.g. --train.steps=50 --parallel.strategy=zero3. `mics config --deck FILE` prints every key.\n"
+    "\n"
+    "Checkpoints go to <checkpoint.dir>/<run.name>/step_<N>/ (every checkpoint.every_steps steps,\n"
+    "every checkpoint.every_minutes minutes); train.resume = auto continues from the latest one.\n"
+    "On SIGUSR1 or SIGTERM (e.g. sbatch --signal=USR1@120) every rank writes a checkpoint at the next\n"
+    "step boundary and exits with status 75 (EX_TEMPFAIL): requeue the job to resume it.\n";
 
 // The group shape a strategy hands to the engine; an invalid shape stops every rank with its reason.
 topology::Topology make_topology(const config::Config& cfg, int world) {

@@ -1,0 +1,306 @@
+#include "mics/checkpoint/tools.hpp"
+
+#include <hdf5.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <iomanip>
+#include <sstream>
+
+#include "h5.hpp"
+#include "mics/checkpoint/checkpoint.hpp"
+#include "mics/model/llmc_file.hpp"
+#include "mics/util/error.hpp"
+
+namespace mics::checkpoint {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string human_bytes(std::uintmax_t bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double value = static_cast<double>(bytes);
+  int unit = 0;
+  while (value >= 1024 && unit < 4) {
+    value /= 1024;
+    ++unit;
+  }
+  std::ostringstream os;
+  os << std::fixed << std::setprecision(unit == 0 ? 0 : 1) << value << ' ' << units[unit];
+  return os.str();
+}
+
+std::string dims_text(const std::vector<hsize_t>& dims) {
+  std::string text = "[";
+  for (std::size_t i = 0; i < dims.size(); ++i) text += (i ? ", " : "") + std::to_string(dims[i]);
+  return text + "]";
+}
+
+// Reads elements [begin, end) of a float dataset (row-major) into `out`.
+void read_range(hid_t dataset, const std::vector<hsize_t>& dims, std::size_t begin, std::size_t end,
+                std::vector<float>& out, const std::string& where) {
+  out.resize(end - begin);
+  h5::Handle file_space = h5::checked(H5Dget_space(dataset), H5Sclose, where + ": H5Dget_space");
+  h5::select_flat_range(file_space.get(), dims, begin, end);
+  h5::Handle memory = h5::memory_space(end - begin);
+  if (H5Dread(dataset, H5T_NATIVE_FLOAT, memory.get(), file_space.get(), H5P_DEFAULT, out.data()) < 0)
+    throw Error(where + " cannot be read (checksum mismatch or I/O error)");
+}
+
+std::size_t element_count(const std::vector<hsize_t>& dims) {
+  std::size_t n = 1;
+  for (hsize_t d : dims) n *= d;
+  return n;
+}
+
+// A state file opened for a tool, with its metadata and the model layout it describes.
+struct OpenCheckpoint {
+  std::string path;
+  h5::Handle file;
+  Metadata metadata;
+  explicit OpenCheckpoint(const fs::path& checkpoint)
+      : path(state_file(checkpoint).string()), file(h5::open_file_read(path)), metadata(read_metadata(path)) {}
+};
+
+void write_or_throw(std::ofstream& out, const void* data, std::size_t bytes, const std::string& where) {
+  out.write(static_cast<const char*>(data), static_cast<std::streamsize>(bytes));
+  if (!out) throw Error(where + ": write failed");
+}
+
+}  // namespace
+
+void list_run(const fs::path& run_dir, std::ostream& out) {
+  std::error_code ec;
+  if (!fs::is_directory(run_dir, ec)) throw Error(run_dir.string() + ": not a directory");
+  const std::vector<Entry> entries = list_checkpoints(run_dir);
+  const std::optional<fs::path> latest = read_latest(run_dir);
+  if (entries.empty()) {
+    out << "no checkpoints in " << run_dir.string() << '\n';
+    return;
+  }
+  out << std::left << std::setw(10) << "step" << std::setw(12) << "state" << std::setw(12) << "size" << "path\n";
+  for (const Entry& e : entries) {
+    const std::string state = e.committed ? "committed" : "partial";
+    out << std::left << std::setw(10) << e.step << std::setw(12) << state << std::setw(12) << human_bytes(e.bytes)
+        << e.path.string() << (latest && *latest == e.path ? "  <- latest" : "") << '\n';
+  }
+}
+
+void inspect(const fs::path& checkpoint, std::ostream& out) {
+  h5::QuietErrors quiet;
+  OpenCheckpoint ckpt(checkpoint);
+  const Metadata& m = ckpt.metadata;
+  out << "checkpoint " << ckpt.path << '\n'
+      << "  format_version    " << m.format_version << '\n'
+      << "  step              " << m.step << '\n'
+      << "  tokens_seen       " << m.tokens_seen << '\n'
+      << "  sampler_position  " << m.sampler_position << '\n'
+      << "  seed              " << m.seed << '\n'
+      << "  schedule          lr " << m.schedule_lr << ", warmup " << m.schedule_warmup_steps << ", steps "
+      << m.schedule_total_steps << ", min_lr_ratio " << m.schedule_min_lr_ratio << '\n'
+      << "  model             L=" << m.model.layers << " NH=" << m.model.heads << " C=" << m.model.channels
+      << " V=" << m.model.vocab << " Vp=" << m.model.padded_vocab << " maxT=" << m.model.max_seq_len << '\n'
+      << "  saved by          " << m.world << " ranks, strategy " << m.strategy << ", p=" << m.partition_size
+      << ", r=" << m.replicas << ", ranks_per_node=" << m.ranks_per_node << '\n';
+
+  out << "\ntensors (every one also in /adam_m and /adam_v with the same shape):\n";
+  out << std::left << std::setw(34) << "  name" << std::setw(16) << "shape" << std::setw(12) << "elements"
+      << std::setw(16) << "chunk" << "filters\n";
+  h5::Handle params = h5::open_group(ckpt.file.get(), "params", ckpt.path);
+  std::size_t total = 0;
+  for (const std::string& name : h5::link_names(params.get(), ckpt.path + ": /params")) {
+    const std::string where = ckpt.path + ": /params/" + name;
+    h5::Handle dataset = h5::open_dataset(params.get(), name, ckpt.path + ": /params");
+    const std::vector<hsize_t> dims = h5::dataset_dims(dataset.get(), where);
+    h5::Handle create = h5::checked(H5Dget_create_plist(dataset.get()), H5Pclose, where + ": H5Dget_create_plist");
+    std::vector<hsize_t> chunk(dims.size());
+    const bool chunked = H5Pget_layout(create.get()) == H5D_CHUNKED;
+    if (chunked) H5Pget_chunk(create.get(), static_cast<int>(chunk.size()), chunk.data());
+    std::string filters;
+    for (int i = 0; i < H5Pget_nfilters(create.get()); ++i) {
+      unsigned flags = 0;
+      std::size_t count = 0;
+      std::array<char, 64> filter_name{};
+      const H5Z_filter_t id =
+          H5Pget_filter2(create.get(), static_cast<unsigned>(i), &flags, &count, nullptr, filter_name.size(),
+                         filter_name.data(), nullptr);
+      if (!filters.empty()) filters += ',';
+      filters += id == H5Z_FILTER_FLETCHER32 ? "fletcher32" : filter_name.data();
+    }
+    total += element_count(dims);
+    out << "  " << std::left << std::setw(32) << name << std::setw(16) << dims_text(dims) << std::setw(12)
+        << element_count(dims) << std::setw(16) << (chunked ? dims_text(chunk) : "contiguous")
+        << (filters.empty() ? "none" : filters) << '\n';
+  }
+  out << "  total " << total << " parameters\n\neffective deck at save time:\n" << m.deck;
+}
+
+std::vector<std::string> verify(const fs::path& checkpoint, std::ostream& progress) {
+  h5::QuietErrors quiet;
+  OpenCheckpoint ckpt(checkpoint);
+  const model::ParamLayout layout(ckpt.metadata.model);
+  std::vector<std::string> problems;
+  std::vector<float> buffer;
+  std::size_t datasets = 0;
+  for (const char* group_name : kTensorGroups) {
+    const std::string group_where = ckpt.path + ": /" + group_name;
+    h5::Handle group = [&] {
+      try {
+        return h5::open_group(ckpt.file.get(), group_name, ckpt.path);
+      } catch (const Error& e) {
+        problems.push_back(e.what());
+        return h5::Handle();
+      }
+    }();
+    if (!group.valid()) continue;
+    for (const model::TensorInfo& tensor : layout.tensors()) {
+      const std::string where = ckpt.path + ": dataset /" + group_name + "/" + tensor.name;
+      try {
+        h5::Handle dataset = h5::open_dataset(group.get(), tensor.name, group_where);
+        const std::vector<hsize_t> dims = h5::dataset_dims(dataset.get(), where);
+        if (dims != std::vector<hsize_t>(tensor.shape.begin(), tensor.shape.end()))
+          throw Error(where + " has shape " + dims_text(dims) + ", expected " +
+                      dims_text(std::vector<hsize_t>(tensor.shape.begin(), tensor.shape.end())));
+        read_range(dataset.get(), dims, 0, element_count(dims), buffer, where);
+        ++datasets;
+      } catch (const Error& e) {
+        problems.push_back(e.what());
+      }
+    }
+  }
+  progress << "checked " << datasets << " datasets of " << ckpt.path << ": "
+           << (problems.empty() ? "every checksum verified" : std::to_string(problems.size()) + " bad") << '\n';
+  return problems;
+}
+
+ExportFormat parse_export_format(const std::string& text) {
+  if (text == "safetensors") return ExportFormat::safetensors;
+  if (text == "llmc") return ExportFormat::llmc;
+  throw Error("--format " + text + " is not known (expected safetensors or llmc)");
+}
+
+std::string huggingface_name(const std::string& mics_name) { return "transformer." + mics_name; }
+
+bool huggingface_transposed(const std::string& mics_name) {
+  for (const char* suffix : {"attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight"})
+    if (mics_name.ends_with(suffix)) return true;
+  return false;
+}
+
+namespace {
+
+// The tensors of an llm.c model file in file order (formats.md): layered names repeat for every layer.
+constexpr std::array<std::pair<const char*, bool>, 16> kLlmcOrder = {{
+    {"wte.weight", false},         {"wpe.weight", false},        {"ln_1.weight", true},
+    {"ln_1.bias", true},           {"attn.c_attn.weight", true}, {"attn.c_attn.bias", true},
+    {"attn.c_proj.weight", true},  {"attn.c_proj.bias", true},   {"ln_2.weight", true},
+    {"ln_2.bias", true},           {"mlp.c_fc.weight", true},    {"mlp.c_fc.bias", true},
+    {"mlp.c_proj.weight", true},   {"mlp.c_proj.bias", true},    {"ln_f.weight", false},
+    {"ln_f.bias", false},
+}};
+
+void export_llmc(OpenCheckpoint& ckpt, hid_t params, std::ofstream& out, const std::string& out_where) {
+  const model::GptShape& s = ckpt.metadata.model;
+  std::array<std::int32_t, 256> header{};
+  header[0] = model::kLlmcModelMagic;
+  header[1] = model::kLlmcVersionFp32;
+  header[2] = s.max_seq_len;
+  header[3] = s.vocab;
+  header[4] = s.layers;
+  header[5] = s.heads;
+  header[6] = s.channels;
+  header[7] = s.padded_vocab;
+  write_or_throw(out, header.data(), sizeof(header), out_where);
+  std::vector<float> buffer;
+  for (const auto& [suffix, layered] : kLlmcOrder) {
+    for (int layer = 0; layer < (layered ? s.layers : 1); ++layer) {
+      const std::string name = layered ? "h." + std::to_string(layer) + "." + suffix : std::string(suffix);
+      const std::string where = ckpt.path + ": dataset /params/" + name;
+      h5::Handle dataset = h5::open_dataset(params, name, ckpt.path + ": /params");
+      const std::vector<hsize_t> dims = h5::dataset_dims(dataset.get(), where);
+      read_range(dataset.get(), dims, 0, element_count(dims), buffer, where);
+      write_or_throw(out, buffer.data(), buffer.size() * sizeof(float), out_where);
+    }
+  }
+}
+
+void export_safetensors(OpenCheckpoint& ckpt, hid_t params, std::ofstream& out, const std::string& out_where) {
+  const model::ParamLayout layout(ckpt.metadata.model);
+  const std::size_t vocab = static_cast<std::size_t>(ckpt.metadata.model.vocab);
+  struct Planned {
+    const model::TensorInfo* tensor;
+    std::vector<std::int64_t> shape;  // as Hugging Face stores it
+    std::size_t numel;
+  };
+  std::vector<Planned> plan;
+  for (const model::TensorInfo& tensor : layout.tensors()) {
+    std::vector<std::int64_t> shape = tensor.shape;
+    if (tensor.name == "wte.weight") shape[0] = static_cast<std::int64_t>(vocab);  // padding rows dropped
+    if (huggingface_transposed(tensor.name)) std::swap(shape[0], shape[1]);
+    std::size_t numel = 1;
+    for (std::int64_t d : shape) numel *= static_cast<std::size_t>(d);
+    plan.push_back({&tensor, shape, numel});
+  }
+  std::ostringstream json;
+  json << "{\"__metadata__\":{\"format\":\"pt\",\"source\":\"mics\",\"step\":\"" << ckpt.metadata.step << "\"}";
+  std::size_t offset = 0;
+  for (const Planned& p : plan) {
+    json << ",\"" << huggingface_name(p.tensor->name) << "\":{\"dtype\":\"F32\",\"shape\":[";
+    for (std::size_t i = 0; i < p.shape.size(); ++i) json << (i ? "," : "") << p.shape[i];
+    json << "],\"data_offsets\":[" << offset << ',' << offset + p.numel * sizeof(float) << "]}";
+    offset += p.numel * sizeof(float);
+  }
+  json << '}';
+  std::string header = json.str();
+  header.append((8 - header.size() % 8) % 8, ' ');  // the data buffer starts 8-byte aligned
+  const std::uint64_t header_length = header.size();
+  write_or_throw(out, &header_length, sizeof(header_length), out_where);
+  write_or_throw(out, header.data(), header.size(), out_where);
+
+  std::vector<float> buffer, transposed;
+  for (const Planned& p : plan) {
+    const std::string where = ckpt.path + ": dataset /params/" + p.tensor->name;
+    h5::Handle dataset = h5::open_dataset(params, p.tensor->name, ckpt.path + ": /params");
+    const std::vector<hsize_t> dims = h5::dataset_dims(dataset.get(), where);
+    read_range(dataset.get(), dims, 0, p.numel, buffer, where);
+    if (huggingface_transposed(p.tensor->name)) {
+      const std::size_t rows = dims[0], columns = dims[1];  // nn.Linear (out, in) -> Conv1D (in, out)
+      transposed.resize(buffer.size());
+      for (std::size_t r = 0; r < rows; ++r)
+        for (std::size_t c = 0; c < columns; ++c) transposed[c * rows + r] = buffer[r * columns + c];
+      buffer.swap(transposed);
+    }
+    write_or_throw(out, buffer.data(), buffer.size() * sizeof(float), out_where);
+  }
+}
+
+}  // namespace
+
+void export_parameters(const fs::path& checkpoint, ExportFormat format, const fs::path& out_path) {
+  h5::QuietErrors quiet;
+  OpenCheckpoint ckpt(checkpoint);
+  h5::Handle params = h5::open_group(ckpt.file.get(), "params", ckpt.path);
+  if (out_path.has_parent_path()) fs::create_directories(out_path.parent_path());
+  const fs::path temp = out_path.string() + ".tmp";
+  try {
+    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
+    if (!out) throw Error(temp.string() + ": cannot open for writing");
+    if (format == ExportFormat::llmc)
+      export_llmc(ckpt, params.get(), out, temp.string());
+    else
+      export_safetensors(ckpt, params.get(), out, temp.string());
+    out.close();
+    if (!out) throw Error(temp.string() + ": write failed");
+  } catch (...) {
+    std::error_code ignored;
+    fs::remove(temp, ignored);
+    throw;
+  }
+  fs::rename(temp, out_path);
+}
+
+}  // namespace mics::checkpoint
