@@ -29,7 +29,7 @@ std::string traffic_summary(const StepTraffic& traffic) {
   bool first = true;
   for (std::size_t k = 0; k < traffic.size(); ++k) {
     const comm::TrafficCounters& t = traffic[k];
-    if (t.participants <= 1 || static_cast<comm::GroupKind>(k) == comm::GroupKind::world) continue;
+    if (t.participants <= 1 || t.collectives == 0 || static_cast<comm::GroupKind>(k) == comm::GroupKind::world) continue;
     os << (first ? "" : ", ") << comm::to_string(static_cast<comm::GroupKind>(k)) << ' '
        << format_bytes(static_cast<double>(t.bytes_sent)) << " in " << t.collectives << " ops";
     first = false;
