@@ -87,6 +87,14 @@ class Cluster:
             fields.setdefault(key, value)
         return fields
 
+    def step_files(self, job_id):
+        """slurmstepd sockets (n1_<id>.<step>) and PMIx sockets of a job still in the nodes' spool folders."""
+        found = []
+        for node in ("n1", "n2"):
+            spool = os.path.join(self.run_dir, "spool", node)
+            found += [f for f in os.listdir(spool) if f.startswith((f"{node}_{job_id}.", f"stepd.slurm.pmix.{job_id}."))]
+        return found
+
     def wait(self, job_id, states, timeout, what=""):
         deadline = time.time() + timeout
         info = {}
@@ -214,9 +222,17 @@ class Suite:
         contains(first, "step exited with status 75", "requeue")
         interrupted_at = max(read_metrics(metrics))
         check(interrupted_at < STEPS, f"the run reached step {interrupted_at} before the signal took effect")
+        # Released at once (instead of ~2 minutes later), the new run must not meet the old run's job
+        # step still tearing down: slurmstepd's PMIx socket of step <id>.0 would still be bound.
+        deadline = time.time() + 30
+        while self.c.step_files(job_id):
+            check(time.time() < deadline, f"old job step still present 30 s after requeue: {self.c.step_files(job_id)}")
+            time.sleep(0.2)
         self.c.run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
         log = self.finished(job_id, log_path, "requeued run")
         contains(log, "SLURM_RESTART_COUNT=1", "requeue")
+        contains(log, f"resumed from {os.path.join(self.ckpt, 'sig', f'step_{interrupted_at}')} at step "
+                      f"{interrupted_at}", "requeue")
         losses = read_metrics(metrics)
         check(max(losses) == STEPS, f"resumed run ended at step {max(losses)}, expected {STEPS}")
         resumed = [s for s in range(interrupted_at + 1, STEPS + 1)]
