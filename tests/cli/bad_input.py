@@ -90,6 +90,10 @@ def main():
     expect_failure("no training data", 2, ["train", "--deck", tiny, "--data.train=nowhere/*.bin"],
                    "nowhere/*.bin", every_rank=False)
     expect_failure("bad bench option", 2, ["bench", "comm", "-b", "lots"], "lots")
+    # An error that only rank 1 sees (its log file is a directory) still stops the whole job at once.
+    os.makedirs(os.path.join(runner.dir, "logs", "rank1.log"), exist_ok=True)
+    expect_failure("one rank fails", 4, ["train", "--deck", tiny, "--log.file=logs/rank%r.log"],
+                   "error on rank 1", "logs/rank1.log", every_rank=False)
     # And as users run it: mpirun itself reports the failure.
     expect_failure("mpirun exit status", 4, ["train", "--deck", tiny, "--train.stpes=3"], "did you mean",
                    every_rank=False)
