@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # AWS ParallelCluster GPU nodes (p4d/p5, EFA): the network environment for NCCL over EFA and Open MPI,
 # sourced by the GPU job scripts. Only what is installed is used, so the same scripts also run on
 # clusters without EFA (the settings are then skipped and NCCL uses sockets).

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the job scripts in jobs/ (sourced, not run, with MICS_JOBS_DIR set to jobs/). It gives them:
 #   mics_job_banner            job id, name, nodes and SLURM_RESTART_COUNT at the top of the log
 #   mics_find_binary           sets MICS to the mics executable ($MICS, then PATH, then <repo>/build/mics)

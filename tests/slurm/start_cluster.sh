@@ -42,8 +42,8 @@ chmod 0700 "$RUN_DIR/munge"
 : > "$RUN_DIR/pids"
 
 record_pid() {  # name pidfile: waits for the daemon's pid file and records the pid
-  local name=$1 file=$2 i
-  for i in $(seq 1 100); do
+  local name=$1 file=$2
+  for _ in $(seq 1 100); do
     if [[ -s $file ]]; then
       echo "$name $(cat "$file")" >> "$RUN_DIR/pids"
       return 0
@@ -109,7 +109,7 @@ for node in n1 n2; do
 done
 
 # Both nodes idle, or give up after 30 s with the logs.
-for i in $(seq 1 150); do
+for _ in $(seq 1 150); do
   states=$(sinfo -h -N -o '%N %t' 2>/dev/null | sort -u | tr '\n' ' ')
   if [[ $states == "n1 idle n2 idle " ]]; then
     echo "start_cluster: nodes n1 n2 idle (SLURM_CONF=$SLURM_CONF)"
