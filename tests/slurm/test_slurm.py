@@ -11,6 +11,7 @@ Cases (2 nodes x 2 tasks each, the tiny CPU model):
   hierarchical p=4: partition groups span both nodes (J=2), hierarchical all-gather
   requeue      SIGUSR1 to the batch shell: checkpoint, exit 75, the job requeues itself, is released
                at once, resumes and ends with the losses of the uninterrupted run
+  requeue_term the same with SIGTERM (time limit, preemption) to the batch shell
   no-pmix      srun --mpi=none is refused with mics's message and a non-zero exit
   bench        jobs/bench-comm.sbatch prints its tables with no wrong results
   sweep        jobs/sweep-partition.sbatch as a two-task array, one run name per partition size
@@ -195,10 +196,10 @@ class Suite:
         check(max(losses) == 10, f"p=4 run: last step {max(losses)}, expected 10")
 
     # (c)
-    def case_requeue(self):
+    def case_requeue(self, signal="USR1", name="sig"):
         check(hasattr(self, "reference"), "needs the uninterrupted run of the topology case")
-        job_id, log_path = self.submit_train("sig", "--parallel.partition_size=2", "--checkpoint.every_steps=25")
-        metrics = os.path.join(self.runs, "sig", "metrics.jsonl")
+        job_id, log_path = self.submit_train(name, "--parallel.partition_size=2", "--checkpoint.every_steps=25")
+        metrics = os.path.join(self.runs, name, "metrics.jsonl")
         deadline = time.time() + 60
         while time.time() < deadline:  # signal it once it trains
             if os.path.exists(metrics) and read_metrics(metrics) and max(read_metrics(metrics)) >= 5:
@@ -206,7 +207,7 @@ class Suite:
             check(self.c.job(job_id).get("JobState") in ("PENDING", "RUNNING", "CONFIGURING"),
                   f"job ended before it could be signalled; log:\n{read_log(log_path)[-3000:]}")
             time.sleep(0.05)
-        self.c.run("scancel", "--signal=USR1", "--batch", job_id)
+        self.c.run("scancel", f"--signal={signal}", "--batch", job_id)
         # The batch script requeues the job: it comes back PENDING with a begin time minutes away.
         deadline = time.time() + 60
         while True:
@@ -214,12 +215,12 @@ class Suite:
             if info.get("JobState") == "PENDING" and int(info.get("Restarts", "0")) >= 1:
                 break
             check(info.get("JobState") not in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", None),
-                  f"after SIGUSR1 the job ended {info.get('JobState')} (exit {info.get('ExitCode')}) instead of "
+                  f"after SIG{signal} the job ended {info.get('JobState')} (exit {info.get('ExitCode')}) instead of "
                   f"requeueing; log:\n{read_log(log_path)[-3000:]}")
-            check(time.time() < deadline, f"job not requeued 60 s after SIGUSR1; log:\n{read_log(log_path)[-3000:]}")
+            check(time.time() < deadline, f"job not requeued 60 s after SIG{signal}; log:\n{read_log(log_path)[-3000:]}")
             time.sleep(0.2)
         first = read_log(log_path)
-        contains(first, "SIGUSR1 received: forwarding SIGUSR1", "requeue")
+        contains(first, f"SIG{signal} received: forwarding SIGUSR1", "requeue")
         contains(first, "step exited with status 75", "requeue")
         interrupted_at = max(read_metrics(metrics))
         check(interrupted_at < STEPS, f"the run reached step {interrupted_at} before the signal took effect")
@@ -232,7 +233,7 @@ class Suite:
         self.c.run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
         log = self.finished(job_id, log_path, "requeued run")
         contains(log, "SLURM_RESTART_COUNT=1", "requeue")
-        contains(log, f"resumed from {os.path.join(self.ckpt, 'sig', f'step_{interrupted_at}')} at step "
+        contains(log, f"resumed from {os.path.join(self.ckpt, name, f'step_{interrupted_at}')} at step "
                       f"{interrupted_at}", "requeue")
         losses = read_metrics(metrics)
         check(max(losses) == STEPS, f"resumed run ended at step {max(losses)}, expected {STEPS}")
@@ -243,8 +244,12 @@ class Suite:
                  if s in losses and abs(losses[s] - self.reference[s]) > 1e-6 * max(1.0, abs(self.reference[s]))]
         check(not diffs, f"stopped at step {interrupted_at}, resumed: losses differ from the uninterrupted run "
               f"at {len(diffs)} step(s), first (step, resumed, reference): {diffs[:3]}")
-        print(f"  requeue: stopped after step {interrupted_at}, resumed to {STEPS}, "
+        print(f"  requeue after SIG{signal}: stopped after step {interrupted_at}, resumed to {STEPS}, "
               f"final loss {losses[STEPS]:.6f} = reference {self.reference[STEPS]:.6f}")
+
+    def case_requeue_term(self):
+        """SIGTERM to the batch shell (what a time limit or a preemption sends) takes the same path."""
+        self.case_requeue("TERM", "sigterm")
 
     # (d)
     def case_no_pmix(self):
@@ -322,7 +327,7 @@ def main():
     parser.add_argument("--source-dir", required=True)
     parser.add_argument("--mpiexec", help="unused: the jobs launch with srun")
     parser.add_argument("--keep", action="store_true", help="keep the run folder (logs, metrics, slurm.conf)")
-    parser.add_argument("--cases", default="topology,hierarchical,requeue,no_pmix,bench,sweep,pcluster")
+    parser.add_argument("--cases", default="topology,hierarchical,requeue,requeue_term,no_pmix,bench,sweep,pcluster")
     args = parser.parse_args()
 
     reason = missing_prerequisites()
