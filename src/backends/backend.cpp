@@ -5,13 +5,20 @@
 
 #include "mics/backends/cpu/cpu_backend.hpp"
 #include "mics/util/error.hpp"
+#if defined(MICS_WITH_CUDA)
+#include "mics/backends/cuda/cuda_backend.hpp"
+#endif
 
 namespace mics::backends {
 
 std::unique_ptr<Backend> make_backend(std::string_view device, int threads) {
   if (device == "cpu") return std::make_unique<cpu::CpuBackend>(threads);
   if (device == "cuda") {
+#if defined(MICS_WITH_CUDA)
+    return cuda::make_cuda_backend();
+#else
     throw Error("device 'cuda': this build has no CUDA compute backend (use device = cpu)");
+#endif
   }
   throw Error("unknown device '" + std::string(device) + "' (known: cpu, cuda)");
 }

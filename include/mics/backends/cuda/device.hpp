@@ -1,0 +1,17 @@
+// Which GPU this process uses. Needs only the CUDA runtime.
+#pragma once
+#include <string>
+
+namespace mics::backends::cuda {
+
+// Visible devices; 0 when there is no driver or no GPU (cudaGetDeviceCount's error is cleared, not thrown).
+int device_count();
+// The node-local rank from the launcher's environment: OMPI_COMM_WORLD_LOCAL_RANK, SLURM_LOCALID,
+// MPI_LOCALRANKID or PMI_LOCAL_RANK (the first set); 0 when none is.
+int local_rank_from_env();
+// local_rank_from_env() modulo device_count(); throws mics::Error when no device is visible.
+int device_for_this_process();
+// "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs, 79.1 GiB)"
+std::string describe_device(int device);
+
+}  // namespace mics::backends::cuda

@@ -1,0 +1,466 @@
+// Every CudaBackend op, forward and backward, against double-precision reference loops on random inputs,
+// in both matmul precisions. Builds with CUDA alone (see README.md); exits 77 without a GPU.
+//
+// Error bounds (normwise relative error, see harness.hpp), with u = 2^-24 (fp32) and 2^-9 (bf16):
+//  kElementwise 1e-5: one or two float roundings plus expf/logf/sqrtf (<= 2 ulp each): a few u, x10 headroom.
+//  kReduce 1e-4: fp32 sums of K <= 512 terms in some order (a warp tree, cuBLAS's split-K): the classic
+//    bound is K*u*sum|terms| = 3e-5 sum|terms|, and normwise against the largest result the realised
+//    error is ~sqrt(K)*u; 1e-4 covers the worst case for our shapes with margin.
+//  kBf16 3e-2: CUBLAS_COMPUTE_32F_FAST_16BF rounds both GEMM operands to bf16 (relative 2^-9 each, 2^-8 =
+//    3.9e-3 per product), accumulates in fp32; random-sign sums keep that relative size normwise, and the
+//    attention chain (two GEMMs with a softmax between) doubles it: 3e-2 leaves ~4x headroom. Non-GEMM
+//    ops do not depend on the precision and keep the fp32 bounds.
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "harness.hpp"
+#include "mics/backends/cuda/cuda_backend.hpp"
+#include "mics/util/bf16.hpp"
+
+using mics::backends::Buffer;
+using mics::backends::cuda::CudaBackend;
+using mics::backends::cuda::MatmulPrecision;
+using Vec = std::vector<double>;
+
+namespace {
+
+constexpr double kElementwise = 1e-5;
+constexpr double kReduce = 1e-4;
+constexpr double kBf16 = 3e-2;
+
+// Created on first use (after the harness found a device) and kept to process exit: the CUDA runtime
+// tears its context down itself.
+CudaBackend& gpu() {
+  static CudaBackend* backend = new CudaBackend();
+  return *backend;
+}
+
+std::mt19937& rng() {
+  static std::mt19937 engine(20240607);
+  return engine;
+}
+
+std::vector<float> randn(std::size_t n, float scale = 1.0f) {
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng());
+  return v;
+}
+
+std::vector<std::int32_t> randint(std::size_t n, int bound) {
+  std::uniform_int_distribution<int> dist(0, bound - 1);
+  std::vector<std::int32_t> v(n);
+  for (auto& x : v) x = dist(rng());
+  return v;
+}
+
+template <class T>
+Buffer<T> upload(const std::vector<T>& host) {
+  Buffer<T> buffer = gpu().alloc<T>(host.size());
+  gpu().copy_from_host(buffer.data(), host.data(), host.size() * sizeof(T));
+  return buffer;
+}
+
+template <class T>
+std::vector<T> download(const Buffer<T>& buffer) {
+  std::vector<T> host(buffer.size());
+  gpu().copy_to_host(host.data(), buffer.data(), host.size() * sizeof(T));
+  return host;
+}
+
+Vec widen(const std::vector<float>& v) { return Vec(v.begin(), v.end()); }
+
+const MatmulPrecision kPrecisions[] = {MatmulPrecision::fp32, MatmulPrecision::bf16};
+double gemm_bound(MatmulPrecision p) { return p == MatmulPrecision::bf16 ? kBf16 : kReduce; }
+
+// --- references (double) ------------------------------------------------------------------------------
+
+// out (N,OC) = inp (N,C) @ w (OC,C)^T + b
+Vec ref_matmul(const Vec& inp, const Vec& w, const Vec* b, int N, int C, int OC) {
+  Vec out(static_cast<std::size_t>(N) * OC);
+  for (int i = 0; i < N; ++i)
+    for (int o = 0; o < OC; ++o) {
+      double s = b ? (*b)[o] : 0.0;
+      for (int c = 0; c < C; ++c) s += inp[i * C + c] * w[o * C + c];
+      out[i * OC + o] = s;
+    }
+  return out;
+}
+
+struct AttentionRef {
+  Vec out, att;
+};
+
+AttentionRef ref_attention(const Vec& qkv, int B, int T, int C, int NH) {
+  const int hs = C / NH;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hs));
+  AttentionRef r{Vec(static_cast<std::size_t>(B) * T * C, 0.0), Vec(static_cast<std::size_t>(B) * NH * T * T, 0.0)};
+  for (int b = 0; b < B; ++b)
+    for (int h = 0; h < NH; ++h)
+      for (int t = 0; t < T; ++t) {
+        const double* q = &qkv[(static_cast<std::size_t>(b) * T + t) * 3 * C + h * hs];
+        double* a = &r.att[((static_cast<std::size_t>(b) * NH + h) * T + t) * T];
+        double mx = -INFINITY;
+        for (int t2 = 0; t2 <= t; ++t2) {
+          const double* k = &qkv[(static_cast<std::size_t>(b) * T + t2) * 3 * C + C + h * hs];
+          double d = 0;
+          for (int i = 0; i < hs; ++i) d += q[i] * k[i];
+          a[t2] = d * scale;
+          mx = std::fmax(mx, a[t2]);
+        }
+        double sum = 0;
+        for (int t2 = 0; t2 <= t; ++t2) sum += (a[t2] = std::exp(a[t2] - mx));
+        for (int t2 = 0; t2 <= t; ++t2) a[t2] /= sum;
+        double* o = &r.out[(static_cast<std::size_t>(b) * T + t) * C + h * hs];
+        for (int t2 = 0; t2 <= t; ++t2) {
+          const double* v = &qkv[(static_cast<std::size_t>(b) * T + t2) * 3 * C + 2 * C + h * hs];
+          for (int i = 0; i < hs; ++i) o[i] += a[t2] * v[i];
+        }
+      }
+  return r;
+}
+
+Vec ref_attention_backward(const Vec& dout, const Vec& qkv, const Vec& att, int B, int T, int C, int NH) {
+  const int hs = C / NH;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hs));
+  Vec dqkv(qkv.size(), 0.0);
+  std::vector<double> dp(static_cast<std::size_t>(T));
+  for (int b = 0; b < B; ++b)
+    for (int h = 0; h < NH; ++h)
+      for (int t = 0; t < T; ++t) {
+        const double* a = &att[((static_cast<std::size_t>(b) * NH + h) * T + t) * T];
+        const double* dy = &dout[(static_cast<std::size_t>(b) * T + t) * C + h * hs];
+        const std::size_t qt = (static_cast<std::size_t>(b) * T + t) * 3 * C + h * hs;
+        double weighted = 0;
+        for (int t2 = 0; t2 <= t; ++t2) {
+          const std::size_t vt = (static_cast<std::size_t>(b) * T + t2) * 3 * C + 2 * C + h * hs;
+          double d = 0;
+          for (int i = 0; i < hs; ++i) {
+            d += dy[i] * qkv[vt + i];
+            dqkv[vt + i] += a[t2] * dy[i];
+          }
+          dp[t2] = d;
+          weighted += a[t2] * d;
+        }
+        for (int t2 = 0; t2 <= t; ++t2) {
+          const double ds = a[t2] * (dp[t2] - weighted) * scale;
+          const std::size_t kt = (static_cast<std::size_t>(b) * T + t2) * 3 * C + C + h * hs;
+          for (int i = 0; i < hs; ++i) {
+            dqkv[qt + i] += ds * qkv[kt + i];
+            dqkv[kt + i] += ds * qkv[qt + i];
+          }
+        }
+      }
+  return dqkv;
+}
+
+double gelu(double x) { return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x))); }
+double gelu_grad(double x) {
+  const double k = std::sqrt(2.0 / M_PI);
+  const double th = std::tanh(k * (x + 0.044715 * x * x * x));
+  return 0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * k * (1.0 + 3.0 * 0.044715 * x * x);
+}
+
+}  // namespace
+
+// --- encoder ----------------------------------------------------------------------------------------------
+
+GPU_TEST(encoder_forward_backward) {
+  const int B = 3, T = 9, C = 70, Vp = 64, N = B * T;
+  const auto inp = randint(N, 7);  // few tokens: buckets with many positions
+  const auto wte = randn(static_cast<std::size_t>(Vp) * C), wpe = randn(static_cast<std::size_t>(T) * C);
+  const auto dout = randn(static_cast<std::size_t>(N) * C);
+  const auto dwte0 = randn(wte.size()), dwpe0 = randn(wpe.size());
+  auto d_inp = upload(inp);
+  auto d_wte = upload(wte), d_wpe = upload(wpe), d_dout = upload(dout), d_dwte = upload(dwte0),
+       d_dwpe = upload(dwpe0);
+  auto d_out = gpu().alloc<float>(static_cast<std::size_t>(N) * C);
+  gpu().encoder_forward(d_out.data(), d_inp.data(), d_wte.data(), d_wpe.data(), B, T, C);
+  gpu().encoder_backward(d_dwte.data(), d_dwpe.data(), d_dout.data(), d_inp.data(), B, T, C);
+  Vec out(static_cast<std::size_t>(N) * C), dwte = widen(dwte0), dwpe = widen(dwpe0);
+  for (int i = 0; i < N; ++i)
+    for (int c = 0; c < C; ++c) {
+      out[i * C + c] = static_cast<double>(wte[inp[i] * C + c]) + wpe[(i % T) * C + c];
+      dwte[inp[i] * C + c] += dout[i * C + c];
+      dwpe[(i % T) * C + c] += dout[i * C + c];
+    }
+  CHECK_REL(download(d_out), out, kElementwise);
+  CHECK_REL(download(d_dwte), dwte, kElementwise);
+  CHECK_REL(download(d_dwpe), dwpe, kElementwise);
+}
+
+// --- layernorm ---------------------------------------------------------------------------------------------
+
+GPU_TEST(layernorm_forward_backward) {
+  const int N = 37, C = 80;
+  const auto inp = randn(static_cast<std::size_t>(N) * C, 2.0f);
+  auto shifted = inp;
+  for (float& x : shifted) x += 3.0f;  // |mean| > std: the two-pass variance matters
+  const auto w = randn(C), b = randn(C), dout = randn(shifted.size());
+  const auto dinp0 = randn(shifted.size()), dw0 = randn(C), db0 = randn(C);
+  auto d_inp = upload(shifted), d_w = upload(w), d_b = upload(b), d_dout = upload(dout);
+  auto d_dinp = upload(dinp0), d_dw = upload(dw0), d_db = upload(db0);
+  auto d_out = gpu().alloc<float>(shifted.size());
+  auto d_mean = gpu().alloc<float>(N), d_rstd = gpu().alloc<float>(N);
+  gpu().layernorm_forward(d_out.data(), d_mean.data(), d_rstd.data(), d_inp.data(), d_w.data(), d_b.data(), N, C);
+  gpu().layernorm_backward(d_dinp.data(), d_dw.data(), d_db.data(), d_dout.data(), d_inp.data(), d_w.data(),
+                           d_mean.data(), d_rstd.data(), N, C);
+  Vec out(shifted.size()), mean(N), rstd(N), dinp = widen(dinp0), dw = widen(dw0), db = widen(db0);
+  for (int i = 0; i < N; ++i) {
+    double m = 0, v = 0;
+    for (int c = 0; c < C; ++c) m += shifted[i * C + c];
+    m /= C;
+    for (int c = 0; c < C; ++c) v += (shifted[i * C + c] - m) * (shifted[i * C + c] - m);
+    const double s = 1.0 / std::sqrt(v / C + 1e-5);
+    mean[i] = m;
+    rstd[i] = s;
+    double gm = 0, gnm = 0;
+    for (int c = 0; c < C; ++c) {
+      const double norm = (shifted[i * C + c] - m) * s;
+      out[i * C + c] = norm * w[c] + b[c];
+      const double g = static_cast<double>(dout[i * C + c]) * w[c];
+      gm += g;
+      gnm += g * norm;
+      dw[c] += dout[i * C + c] * norm;
+      db[c] += dout[i * C + c];
+    }
+    gm /= C;
+    gnm /= C;
+    for (int c = 0; c < C; ++c) {
+      const double norm = (shifted[i * C + c] - m) * s;
+      dinp[i * C + c] += s * (static_cast<double>(dout[i * C + c]) * w[c] - gm - norm * gnm);
+    }
+  }
+  CHECK_REL(download(d_out), out, kReduce);
+  CHECK_REL(download(d_mean), mean, kReduce);
+  CHECK_REL(download(d_rstd), rstd, kReduce);
+  CHECK_REL(download(d_dinp), dinp, kReduce);
+  CHECK_REL(download(d_dw), dw, kReduce);
+  CHECK_REL(download(d_db), db, kReduce);
+}
+
+// --- matmul --------------------------------------------------------------------------------------------------
+
+GPU_TEST(matmul_forward_backward) {
+  const int N = 33, C = 70, OC = 50;
+  const auto inp = randn(static_cast<std::size_t>(N) * C), w = randn(static_cast<std::size_t>(OC) * C),
+             b = randn(OC), dout = randn(static_cast<std::size_t>(N) * OC);
+  const auto dw0 = randn(w.size()), db0 = randn(OC);
+  const Vec bias = widen(b);
+  const Vec out_bias = ref_matmul(widen(inp), widen(w), &bias, N, C, OC);
+  const Vec out_plain = ref_matmul(widen(inp), widen(w), nullptr, N, C, OC);
+  Vec dinp(inp.size(), 0.0), dw = widen(dw0), db = widen(db0);
+  for (int i = 0; i < N; ++i)
+    for (int o = 0; o < OC; ++o) {
+      const double g = dout[i * OC + o];
+      db[o] += g;
+      for (int c = 0; c < C; ++c) {
+        dinp[i * C + c] += g * w[o * C + c];
+        dw[o * C + c] += g * inp[i * C + c];
+      }
+    }
+  for (const MatmulPrecision p : kPrecisions) {
+    gpu().set_precision(p);
+    const double bound = gemm_bound(p);
+    auto d_inp = upload(inp), d_w = upload(w), d_b = upload(b), d_dout = upload(dout);
+    auto d_out = gpu().alloc<float>(static_cast<std::size_t>(N) * OC);
+    gpu().matmul_forward(d_out.data(), d_inp.data(), d_w.data(), d_b.data(), N, C, OC);
+    CHECK_REL(download(d_out), out_bias, bound);
+    gpu().matmul_forward(d_out.data(), d_inp.data(), d_w.data(), nullptr, N, C, OC);
+    CHECK_REL(download(d_out), out_plain, bound);
+    auto d_dinp = upload(randn(inp.size()));  // garbage: dinp is written, not accumulated
+    auto d_dw = upload(dw0), d_db = upload(db0);
+    gpu().matmul_backward(d_dinp.data(), d_dw.data(), d_db.data(), d_dout.data(), d_inp.data(), d_w.data(), N, C,
+                          OC);
+    CHECK_REL(download(d_dinp), dinp, bound);
+    CHECK_REL(download(d_dw), dw, bound);
+    CHECK_REL(download(d_db), db, kReduce);
+    // no dinp, no dbias: only dweight accumulates (a second time)
+    gpu().matmul_backward(nullptr, d_dw.data(), nullptr, d_dout.data(), d_inp.data(), d_w.data(), N, C, OC);
+    Vec dw2 = dw;
+    for (std::size_t i = 0; i < dw2.size(); ++i) dw2[i] += dw[i] - dw0[i];
+    CHECK_REL(download(d_dw), dw2, bound);
+    CHECK_REL(download(d_db), db, kReduce);
+  }
+  gpu().set_precision(MatmulPrecision::fp32);
+}
+
+// --- attention -------------------------------------------------------------------------------------------------
+
+GPU_TEST(attention_forward_backward) {
+  const int B = 2, T = 40, C = 48, NH = 3;  // T > 32: the warp loops wrap; hs = 16
+  const auto qkv = randn(static_cast<std::size_t>(B) * T * 3 * C);
+  const auto dout = randn(static_cast<std::size_t>(B) * T * C);
+  const AttentionRef ref = ref_attention(widen(qkv), B, T, C, NH);
+  const Vec dqkv = ref_attention_backward(widen(dout), widen(qkv), ref.att, B, T, C, NH);
+  for (const MatmulPrecision p : kPrecisions) {
+    gpu().set_precision(p);
+    const double bound = gemm_bound(p);
+    auto d_qkv = upload(qkv), d_dout = upload(dout);
+    auto d_out = gpu().alloc<float>(dout.size());
+    auto d_att = gpu().alloc<float>(static_cast<std::size_t>(B) * NH * T * T);
+    gpu().attention_forward(d_out.data(), d_att.data(), d_qkv.data(), B, T, C, NH);
+    const auto att = download(d_att);
+    CHECK_REL(download(d_out), ref.out, bound);
+    CHECK_REL(att, ref.att, bound);
+    bool upper_zero = true;
+    for (int r = 0; r < B * NH * T; ++r)
+      for (int t2 = r % T + 1; t2 < T; ++t2) upper_zero = upper_zero && att[static_cast<std::size_t>(r) * T + t2] == 0.0f;
+    CHECK(upper_zero);
+    auto d_dqkv = upload(randn(qkv.size()));  // garbage: dqkv is written
+    gpu().attention_backward(d_dqkv.data(), d_dout.data(), d_qkv.data(), d_att.data(), B, T, C, NH);
+    CHECK_REL(download(d_dqkv), dqkv, bound);
+  }
+  gpu().set_precision(MatmulPrecision::fp32);
+}
+
+// --- gelu, residual ------------------------------------------------------------------------------------------
+
+GPU_TEST(gelu_forward_backward) {
+  const std::size_t n = 10007;
+  const auto x = randn(n, 3.0f), dout = randn(n);
+  Vec out(n), dinp(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    out[i] = gelu(x[i]);
+    dinp[i] = gelu_grad(x[i]) * dout[i];
+  }
+  auto d_x = upload(x), d_dout = upload(dout);
+  auto d_out = gpu().alloc<float>(n);
+  gpu().gelu_forward(d_out.data(), d_x.data(), n);
+  CHECK_REL(download(d_out), out, kElementwise);
+  gpu().gelu_backward(d_dout.data(), d_x.data(), d_dout.data(), n);  // dinp aliases dout
+  CHECK_REL(download(d_dout), dinp, kElementwise);
+}
+
+GPU_TEST(residual_forward) {
+  const std::size_t n = 4099;
+  const auto a = randn(n), b = randn(n);
+  Vec out(n);
+  for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<double>(a[i]) + b[i];
+  auto d_a = upload(a), d_b = upload(b);
+  gpu().residual_forward(d_a.data(), d_a.data(), d_b.data(), n);  // out aliases a
+  CHECK_REL(download(d_a), out, kElementwise);
+}
+
+// --- cross-entropy -------------------------------------------------------------------------------------------
+
+GPU_TEST(crossentropy_forward_backward) {
+  const int N = 7, V = 1000, Vp = 1024;  // V > the 512-thread block; 24 padding columns
+  auto logits = randn(static_cast<std::size_t>(N) * Vp, 3.0f);
+  for (int i = 0; i < N; ++i)
+    for (int v = V; v < Vp; ++v) logits[i * Vp + v] = 1e4f;  // padding must never take part
+  const auto targets = randint(N, V);
+  const float dloss = 0.37f;
+  Vec losses(N), numerators(static_cast<std::size_t>(N) * V), inv_sum(N), dlogits(static_cast<std::size_t>(N) * Vp, 0.0);
+  for (int i = 0; i < N; ++i) {
+    double mx = -INFINITY, sum = 0;
+    for (int v = 0; v < V; ++v) mx = std::fmax(mx, logits[i * Vp + v]);
+    for (int v = 0; v < V; ++v) sum += std::exp(logits[i * Vp + v] - mx);
+    losses[i] = std::log(sum) - (logits[i * Vp + targets[i]] - mx);
+    inv_sum[i] = 1.0 / sum;
+    for (int v = 0; v < V; ++v) {
+      numerators[i * V + v] = std::exp(logits[i * Vp + v] - mx);
+      dlogits[i * Vp + v] = dloss * (numerators[i * V + v] / sum - (v == targets[i] ? 1.0 : 0.0));
+    }
+  }
+  auto d_logits = upload(logits);
+  auto d_targets = upload(targets);
+  auto d_losses = gpu().alloc<float>(N), d_inv = gpu().alloc<float>(N);
+  gpu().crossentropy_forward(d_losses.data(), d_inv.data(), d_logits.data(), d_targets.data(), N, V, Vp);
+  CHECK_REL(download(d_losses), losses, kElementwise);
+  CHECK_REL(download(d_inv), inv_sum, kReduce);
+  const auto after = download(d_logits);
+  std::vector<float> real(static_cast<std::size_t>(N) * V);
+  for (int i = 0; i < N; ++i)
+    for (int v = 0; v < V; ++v) real[i * V + v] = after[i * Vp + v];
+  CHECK_REL(real, numerators, kElementwise);
+  gpu().crossentropy_backward(d_logits.data(), d_inv.data(), d_targets.data(), dloss, N, V, Vp);
+  const auto grads = download(d_logits);
+  CHECK_REL(grads, dlogits, kReduce);
+  bool padding_zero = true;
+  for (int i = 0; i < N; ++i)
+    for (int v = V; v < Vp; ++v) padding_zero = padding_zero && grads[i * Vp + v] == 0.0f;
+  CHECK(padding_zero);
+}
+
+// --- vector ops, AdamW, bf16 -------------------------------------------------------------------------------------
+
+GPU_TEST(vector_ops) {
+  const std::size_t n = (1u << 20) + 3;  // more than one grid-stride sweep of the fixed sum grid
+  const auto x = randn(n), y = randn(n);
+  auto d_x = upload(x), d_y = upload(y);
+  double ss = 0;
+  for (float v : x) ss += static_cast<double>(v) * v;
+  const double got = gpu().sum_squares(d_x.data(), n);
+  CHECK(std::fabs(got - ss) <= 1e-9 * ss);  // double accumulation of n float squares: n * 2^-53 << 1e-9
+  CHECK(gpu().sum_squares(d_x.data(), n) == got);  // deterministic
+  CHECK(gpu().sum_squares(d_x.data(), 0) == 0.0);
+  gpu().axpy(d_y.data(), -0.5f, d_x.data(), n);
+  Vec axpy(n);
+  for (std::size_t i = 0; i < n; ++i) axpy[i] = y[i] - 0.5 * x[i];
+  CHECK_REL(download(d_y), axpy, kElementwise);
+  gpu().scale(d_y.data(), 3.0f, n);
+  for (double& v : axpy) v *= 3.0;
+  CHECK_REL(download(d_y), axpy, kElementwise);
+  gpu().copy(d_y.data(), d_x.data(), n);
+  CHECK(download(d_y) == x);
+  gpu().fill(d_y.data(), n, 2.5f);
+  CHECK(download(d_y) == std::vector<float>(n, 2.5f));
+}
+
+GPU_TEST(adamw_step) {
+  const std::size_t n = 3001;
+  const auto p0 = randn(n), g = randn(n), m0 = randn(n, 0.1f);
+  auto v0 = randn(n, 0.1f);
+  for (float& v : v0) v = v * v;
+  const mics::backends::AdamWStep hp{1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 3};
+  auto d_p = upload(p0), d_g = upload(g), d_m = upload(m0), d_v = upload(v0);
+  gpu().adamw(d_p.data(), d_g.data(), d_m.data(), d_v.data(), n, hp);
+  Vec p(n), m(n), v(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    m[i] = 0.9 * m0[i] + 0.1 * g[i];
+    v[i] = 0.95 * v0[i] + 0.05 * static_cast<double>(g[i]) * g[i];
+    const double mhat = m[i] / (1.0 - std::pow(0.9, 3)), vhat = v[i] / (1.0 - std::pow(0.95, 3));
+    p[i] = p0[i] - 1e-2 * (mhat / (std::sqrt(vhat) + 1e-8) + 0.1 * p0[i]);
+  }
+  CHECK_REL(download(d_p), p, kElementwise);
+  CHECK_REL(download(d_m), m, kElementwise);
+  CHECK_REL(download(d_v), v, kElementwise);
+}
+
+GPU_TEST(bf16_conversions) {
+  std::vector<float> x = randn(5000, 10.0f);
+  // exact ties (round to even both ways), extremes, overflow to infinity, NaN, signed zero
+  for (std::uint32_t bits : {0x3f808000u, 0x3f818000u, 0x7f7fffffu, 0x00000001u, 0x80000000u, 0x7fc00000u,
+                             0xff800000u}) {
+    float f;
+    std::memcpy(&f, &bits, sizeof(f));
+    x.push_back(f);
+  }
+  auto d_x = upload(x);
+  auto d_h = gpu().alloc<mics::bf16>(x.size());
+  auto d_back = gpu().alloc<float>(x.size());
+  gpu().to_bf16(d_h.data(), d_x.data(), x.size());
+  gpu().from_bf16(d_back.data(), d_h.data(), x.size());
+  const auto h = download(d_h);
+  const auto back = download(d_back);
+  bool same = true, widened = true;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const mics::bf16 want(x[i]);
+    if (std::isnan(x[i])) {
+      same = same && std::isnan(h[i].to_float());
+    } else {
+      same = same && h[i].bits == want.bits;
+    }
+    const float w = h[i].to_float();
+    widened = widened && (std::isnan(w) ? std::isnan(back[i]) : std::memcmp(&w, &back[i], sizeof(float)) == 0);
+  }
+  CHECK(same);
+  CHECK(widened);
+}
+
+int main(int argc, char** argv) { return mics::cuda_test::run_tests(argc, argv); }
