@@ -64,3 +64,18 @@ clean:
 
 distclean:
 	rm -rf $(BUILD_DIR)
+
+# Benchmarks, never part of `make test` (numbers are machine- and load-dependent):
+#   bench-model       one training step (tiny, gpt2-124m) against the sgemm ceiling of this machine
+#   bench-strategies  ddp, zero3 and mics at 4 and 8 ranks on 2 emulated nodes: tokens/s, bytes, memory
+# Extra arguments: BENCH_MODEL_ARGS="--steps 9", BENCH_STRATEGIES_ARGS="--worlds 4".
+.PHONY: bench-strategies
+BENCH_ENV := OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+
+bench: bench-model bench-strategies
+
+bench-model: build
+	$(BENCH_ENV) $(BUILD_DIR)/bench/bench_model $(BENCH_MODEL_ARGS)
+
+bench-strategies: build
+	$(BENCH_ENV) python3 bench/compare_strategies.py --mics $(BUILD_DIR)/mics $(BENCH_STRATEGIES_ARGS)
