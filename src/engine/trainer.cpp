@@ -15,6 +15,9 @@
 #include "mics/model/llmc_file.hpp"
 #include "mics/optim/schedule.hpp"
 #include "mics/util/error.hpp"
+#if defined(MICS_WITH_CUDA)
+#include "mics/backends/cuda/device_collectives.hpp"
+#endif
 
 namespace mics::engine {
 
@@ -140,7 +143,12 @@ int run_training(const config::Config& cfg, topology::Topology& topology, comm::
   std::unique_ptr<backends::Backend> backend =
       backends::make_backend(cfg.get_string("backend.device"), int_key(cfg, "backend.threads"));
   model::Gpt gpt(model_dims, *backend, B, T);
-  Engine engine(gpt, *backend, collectives, topology, options);
+  // Device memory moves with NCCL (or host-staged MPI when ranks share GPUs); host memory with `collectives`.
+  std::unique_ptr<comm::Collectives> device_collectives;
+#if defined(MICS_WITH_CUDA)
+  device_collectives = backends::cuda::make_device_collectives(*backend, topology, collectives);
+#endif
+  Engine engine(gpt, *backend, device_collectives ? *device_collectives : collectives, topology, options);
 
   const std::size_t params = gpt.layout().total_numel();
   const double flops_per_token = model::Gpt::flops_per_token(model_dims, T);
