@@ -1,6 +1,8 @@
 #include "session.hpp"
 
 #include <boost/program_options.hpp>
+#include <cstdio>
+#include <cstdlib>
 
 #include "mics/log/log.hpp"
 #include "mics/util/error.hpp"
@@ -9,7 +11,27 @@ namespace mics::cli {
 
 namespace po = boost::program_options;
 
+namespace {
+// Under Slurm, a task started without a PMI plugin (plain srun where MpiDefault=none, as on
+// ParallelCluster) has no way to join the others: Open MPI would refuse inside MPI_Init with its own
+// message, or start a singleton. Detect it first and say what to do.
+void refuse_launch_without_pmi() {
+  const char* step = std::getenv("SLURM_STEP_ID");
+  const char* ntasks = std::getenv("SLURM_NTASKS");
+  if (!step || !ntasks || std::atoi(ntasks) <= 1) return;
+  for (const char* pmi : {"PMIX_RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK"})
+    if (std::getenv(pmi)) return;
+  std::fprintf(stderr,
+               "mics: error: this task was started by srun without an MPI plugin (SLURM_NTASKS=%s but no PMIx "
+               "rank): every task would run alone. Launch with `srun --mpi=pmix` (ParallelCluster's "
+               "MpiDefault=none starts singletons).\n",
+               ntasks);
+  std::exit(kExitUsage);
+}
+}  // namespace
+
 MpiSession::MpiSession() {
+  refuse_launch_without_pmi();
   int provided = 0;
   MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
   MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
