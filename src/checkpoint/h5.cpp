@@ -22,8 +22,14 @@ void check(herr_t status, const std::string& what) {
   if (status < 0) throw Error(what + " failed");
 }
 
+void disable_file_locking(hid_t file_access) {
+  check(H5Pset_file_locking(file_access, false, true), "H5Pset_file_locking");
+}
+
 Handle open_file_read(const std::string& path) {
-  const hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  Handle access = checked(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, "H5Pcreate(file access)");
+  disable_file_locking(access.get());
+  const hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, access.get());
   if (id < 0) throw Error(path + ": not a readable HDF5 file (missing, truncated or damaged)");
   return Handle(id, H5Fclose);
 }

@@ -67,7 +67,10 @@ class QuietErrors {
 Handle checked(hid_t id, Handle::Closer closer, const std::string& what);
 void check(herr_t status, const std::string& what);
 
-Handle open_file_read(const std::string& path);  // serial (sec2) driver, read-only
+// Checkpoint files need no HDF5 file locks (written once into a .partial directory, then renamed), and
+// locking fails on some parallel file systems (Lustre/FSx): it is turned off.
+void disable_file_locking(hid_t file_access);
+Handle open_file_read(const std::string& path);  // serial (sec2) driver, read-only, no file locking
 Handle open_group(hid_t parent, const std::string& name, const std::string& file);
 Handle open_dataset(hid_t group, const std::string& name, const std::string& where);
 

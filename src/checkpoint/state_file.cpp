@@ -120,6 +120,7 @@ void write_state_file(const fs::path& path, engine::Engine& engine, backends::Ba
   const std::string where = path.string();
   h5::Handle access = h5::checked(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, "H5Pcreate(file access)");
   h5::check(H5Pset_fapl_mpio(access.get(), partition, MPI_INFO_NULL), "H5Pset_fapl_mpio");
+  h5::disable_file_locking(access.get());
   h5::Handle file = h5::checked(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, access.get()), H5Fclose,
                                 "creating " + where);
   write_metadata(file.get(), metadata);
