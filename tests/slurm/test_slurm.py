@@ -24,6 +24,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -351,6 +352,8 @@ def main():
         print(f"SKIP: {reason}")
         return SKIP
     os.environ["PATH"] = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
+    # SIGTERM (ctest's timeout, a Ctrl-C'd make) still stops the cluster: the finally below runs.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(f"stopped by signal {signum}"))
     mics = os.path.abspath(args.mics)
     source_dir = os.path.abspath(args.source_dir)
     run_dir = tempfile.mkdtemp(prefix="mics-slurm-")
