@@ -2,6 +2,8 @@
 #include "mics/backends/cuda/host_staged_collectives.hpp"
 
 #include <algorithm>
+#include <cstdio>
+#include <exception>
 #include <utility>
 
 #include "mics/backends/cuda/check.hpp"
@@ -38,9 +40,12 @@ class HostStagedCollectives::Pending final : public comm::PendingCollective {
         recv_(recv),
         recv_bytes_(recv_bytes) {}
   ~Pending() override {
-    if (!finished_) {
+    if (finished_) return;
+    try {
       inner_.wait();
       finish();
+    } catch (const std::exception& e) {  // a destructor must not throw: report and carry on
+      std::fprintf(stderr, "mics: host-staged collective failed while being destroyed: %s\n", e.what());
     }
   }
   bool test() override {
