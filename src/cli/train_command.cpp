@@ -4,7 +4,7 @@
 #include "commands.hpp"
 #include "mics/comm/collectives.hpp"
 #include "mics/engine/engine.hpp"
-#include "mics/engine/trainer.hpp"
+#include "mics/training/trainer.hpp"
 #include "mics/log/log.hpp"
 #include "mics/topology/topology.hpp"
 #include "mics/util/error.hpp"
@@ -74,14 +74,14 @@ int train_command(const Args& args) {
   }();
   MICS_LOG(info) << "topology:\n" << topology.describe();
   try {
-    (void)engine::model_shape(cfg);
+    (void)training::model_shape(cfg);
   } catch (const Error& e) {
     fatal_all(e.what());
   }
   comm::MpiCollectives collectives;
   // Errors from here on (a bad shard, a file that cannot be written) may be seen by one rank only:
   // main() aborts the whole job with the message.
-  return engine::run_training(cfg, topology, collectives);
+  return training::run_training(cfg, topology, collectives);
 }
 
 }  // namespace mics::cli

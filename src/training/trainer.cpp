@@ -1,4 +1,4 @@
-#include "mics/engine/trainer.hpp"
+#include "mics/training/trainer.hpp"
 
 #include <chrono>
 #include <cmath>
@@ -19,7 +19,17 @@
 #include "mics/backends/cuda/device_collectives.hpp"
 #endif
 
-namespace mics::engine {
+namespace mics::training {
+
+using engine::Engine;
+using engine::EngineOptions;
+using engine::MemoryReport;
+using engine::MetricsWriter;
+using engine::StepRecord;
+using engine::StepResult;
+using engine::StepTraffic;
+using engine::format_bytes;
+using engine::format_duration;
 
 namespace {
 using Clock = std::chrono::steady_clock;
@@ -262,4 +272,4 @@ int run_training(const config::Config& cfg, topology::Topology& topology, comm::
   return kExitOk;
 }
 
-}  // namespace mics::engine
+}  // namespace mics::training
