@@ -55,6 +55,12 @@ class TimedBackend final : public backends::Backend {
     timed("scale", [&] { inner_.scale(x, a, n); });
   }
   double sum_squares(const float* x, std::size_t n) override { return inner_.sum_squares(x, n); }
+  void to_bf16(bf16* dst, const float* src, std::size_t n) override {
+    timed("to_bf16", [&] { inner_.to_bf16(dst, src, n); });
+  }
+  void from_bf16(float* dst, const bf16* src, std::size_t n) override {
+    timed("from_bf16", [&] { inner_.from_bf16(dst, src, n); });
+  }
   void adamw(float* p, const float* g, float* m, float* v, std::size_t n, const backends::AdamWStep& hp) override {
     timed("adamw", [&] { inner_.adamw(p, g, m, v, n, hp); });
   }

@@ -76,6 +76,8 @@ std::vector<KeyDef> build_schema() {
               "ranks sharing one copy of the model states; auto = ranks per node", true),
       choice_key("parallel.hierarchical", "auto", {"auto", "on", "off"},
                  "hierarchical all-gather when a partition group spans nodes; auto = when it does"),
+      choice_key("parallel.gather_dtype", "fp32", {"fp32", "bf16"},
+                 "precision of gathered parameters: bf16 halves the all-gather bytes (master weights stay fp32)"),
       // [model]
       choice_key("model.preset", "tiny",
                  {"tiny", "gpt2-124m", "gpt2-350m", "gpt2-774m", "gpt2-1.5b", "gpt-10b", "gpt-100b",

@@ -97,6 +97,11 @@ Engine::Engine(model::Gpt& gpt, backends::Backend& backend, comm::Collectives& c
     std::size_t max_shard = 0;
     for (const UnitSharding& s : sharding_) max_shard = std::max(max_shard, s.shard_numel);
     for (auto& slot : gather_slots_) slot = backend.alloc<float>(max_padded_);
+    if (options.gather_bf16) {
+      for (auto& slot : gather_slots_bf16_) slot = backend.alloc<bf16>(max_padded_);
+      for (std::size_t u = 0; u < sharding_.size(); ++u)
+        units_[u].master_bf16 = backend.alloc<bf16>(sharding_[u].shard_numel);
+    }
     for (auto& slot : grad_slots_) slot = backend.alloc<float>(max_padded_);
     embedding_grad_ = backend.alloc<float>(sharding_[0].padded_numel);
     staging_ = backend.alloc<float>(max_shard);
@@ -107,13 +112,15 @@ MemoryReport Engine::memory() const {
   MemoryReport r;
   for (const UnitState& s : units_) r.model_states += s.master.bytes() + s.m.bytes() + s.v.bytes() + s.grad.bytes();
   for (const auto& slot : gather_slots_) r.gathered += slot.bytes();
+  for (const auto& slot : gather_slots_bf16_) r.gathered += slot.bytes();
+  for (const UnitState& s : units_) r.gathered += s.master_bf16.bytes();
   for (const auto& slot : grad_slots_) r.gradients += slot.bytes();
   r.gradients += embedding_grad_.bytes();
   r.staging = staging_.bytes();
   return r;
 }
 
-MemoryReport Engine::expected_memory(const model::ParamLayout& layout, int p) {
+MemoryReport Engine::expected_memory(const model::ParamLayout& layout, int p, bool gather_bf16) {
   MemoryReport r;
   std::size_t max_padded = 0, max_shard = 0, embedding_padded = 0;
   const auto P = static_cast<std::size_t>(p);
@@ -126,6 +133,7 @@ MemoryReport Engine::expected_memory(const model::ParamLayout& layout, int p) {
   }
   if (p > 1) {
     r.gathered = 2 * max_padded * sizeof(float);
+    if (gather_bf16) r.gathered += 2 * max_padded * sizeof(bf16) + r.model_states / 16 * sizeof(bf16);
     r.gradients = (2 * max_padded + embedding_padded) * sizeof(float);
     r.staging = max_shard * sizeof(float);
   }
@@ -183,19 +191,40 @@ const float* Engine::unit_params(int unit, int slot) {
 void Engine::start_gather(int unit, int slot) {
   if (p_ == 1 || slot_unit_[static_cast<std::size_t>(slot)] == unit) return;
   const UnitSharding& s = sharding_[static_cast<std::size_t>(unit)];
-  const float* shard = units_[static_cast<std::size_t>(unit)].master.data();
-  float* full = gather_slots_[static_cast<std::size_t>(slot)].data();
-  gather_request_ = partition_.iall_gather<float>(std::span<const float>(shard, s.shard_numel),
-                                                  std::span<float>(full, s.padded_numel));
+  const auto k = static_cast<std::size_t>(slot);
+  if (options_.gather_bf16) {
+    const bf16* shard = units_[static_cast<std::size_t>(unit)].master_bf16.data();
+    gather_request_ = partition_.iall_gather<bf16>(std::span<const bf16>(shard, s.shard_numel),
+                                                   std::span<bf16>(gather_slots_bf16_[k].data(), s.padded_numel));
+    widen_slot_ = slot;
+  } else {
+    const float* shard = units_[static_cast<std::size_t>(unit)].master.data();
+    gather_request_ = partition_.iall_gather<float>(std::span<const float>(shard, s.shard_numel),
+                                                    std::span<float>(gather_slots_[k].data(), s.padded_numel));
+  }
   slot_unit_[static_cast<std::size_t>(slot)] = unit;
   ++gathers_;
   gathered_shard_elements_ += s.shard_numel;
 }
 
 void Engine::finish_gather(StepTimes& times) {
-  if (gather_request_.done()) return;
-  ScopedTimer timer(times.gather_wait);
-  gather_request_.wait();
+  if (!gather_request_.done()) {
+    ScopedTimer timer(times.gather_wait);
+    gather_request_.wait();
+  }
+  if (widen_slot_ >= 0) {
+    const auto k = static_cast<std::size_t>(widen_slot_);
+    const std::size_t n = sharding_[static_cast<std::size_t>(slot_unit_[k])].padded_numel;
+    backend_.from_bf16(gather_slots_[k].data(), gather_slots_bf16_[k].data(), n);
+    widen_slot_ = -1;
+  }
+}
+
+void Engine::refresh_gather_copies() {
+  if (!options_.gather_bf16 || p_ == 1) return;
+  for (std::size_t u = 0; u < units_.size(); ++u)
+    backend_.to_bf16(units_[u].master_bf16.data(), units_[u].master.data(), sharding_[u].shard_numel);
+  slot_unit_ = {-1, -1};
 }
 
 // --- gradient reduce-scatter and the replication all-reduce -------------------------------------------
@@ -300,10 +329,9 @@ void Engine::update(int step, float lr, StepResult& result) {
   const float clip = optim::clip_scale(result.grad_norm, options_.grad_clip);
   for (std::size_t u = 0; u < units_.size(); ++u) {
     UnitState& state = units_[u];
-    if (clip < 1.0f) backend_.scale(state.grad.data(), clip, sharding_[u].shard_numel);
     for (const ShardSegment& seg : sharding_[u].segments) {
-      const backends::AdamWStep hp{lr, options_.beta1, options_.beta2, options_.eps,
-                                   seg.decay ? options_.weight_decay : 0.0f, step + 1};
+      const backends::AdamWStep hp{lr,   options_.beta1, options_.beta2, options_.eps,
+                                   seg.decay ? options_.weight_decay : 0.0f, step + 1, clip};
       backend_.adamw(state.master.data() + seg.offset, state.grad.data() + seg.offset, state.m.data() + seg.offset,
                      state.v.data() + seg.offset, seg.length, hp);
     }
@@ -317,6 +345,7 @@ StepResult Engine::step(int step, float lr, const BatchFn& batch) {
   gathers_ = 0;
   reduce_scatters_ = 0;
   gathered_shard_elements_ = 0;
+  refresh_gather_copies();
   StepResult result;
   const auto tokens = static_cast<std::size_t>(gpt_.micro_batch()) * static_cast<std::size_t>(gpt_.seq_len());
   std::vector<std::int32_t> inputs(tokens), targets(tokens);
@@ -351,6 +380,7 @@ float Engine::evaluate(int batches, const BatchFn& batch) {
   const auto tokens = static_cast<std::size_t>(gpt_.micro_batch()) * static_cast<std::size_t>(gpt_.seq_len());
   std::vector<std::int32_t> inputs(tokens), targets(tokens);
   StepTimes ignored;
+  refresh_gather_copies();
   double loss_sum = 0;
   for (int b = 0; b < batches; ++b) {
     batch(b, inputs.data(), targets.data());

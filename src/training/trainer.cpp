@@ -125,12 +125,16 @@ int run_training(const config::Config& cfg, topology::Topology& topology, comm::
   EngineOptions options;
   options.micro_batch = B;
   options.grad_accum = accum;
+  // ZeRO-3 is the flat baseline: one group of the whole world with flat gathers. MiCS decides by
+  // parallel.hierarchical (auto: when its partition group spans nodes).
   const std::string hierarchical = cfg.get_string("parallel.hierarchical");
-  options.hierarchical = hierarchical == "on" || (hierarchical == "auto" && shape.spans_nodes());
+  const bool is_mics = cfg.get_string("parallel.strategy") == "mics";
+  options.hierarchical = is_mics && (hierarchical == "on" || (hierarchical == "auto" && shape.spans_nodes()));
   if (hierarchical == "on" && !shape.spans_nodes()) {
     MICS_LOG(warning) << "parallel.hierarchical = on, but the partition group lies inside one node: "
                          "the flat all-gather is already hierarchical";
   }
+  options.gather_bf16 = cfg.get_string("parallel.gather_dtype") == "bf16";
   options.weight_decay = static_cast<float>(cfg.get_float("train.weight_decay"));
   options.beta1 = static_cast<float>(cfg.get_float("train.beta1"));
   options.beta2 = static_cast<float>(cfg.get_float("train.beta2"));
@@ -169,6 +173,7 @@ int run_training(const config::Config& cfg, topology::Topology& topology, comm::
                  << " T=" << T << ", " << params << " parameters in " << gpt.layout().units().size() << " units";
   MICS_LOG(info) << "strategy " << cfg.get_string("parallel.strategy") << ": p=" << shape.partition_size
                  << " r=" << shape.replicas << ", all-gather " << (engine.hierarchical() ? "hierarchical" : "flat")
+                 << (options.gather_bf16 && shape.partition_size > 1 ? " in bf16" : "")
                  << "; global batch " << global_batch << " sequences = micro_batch " << B << " x grad_accum "
                  << accum << " x " << shape.world << " ranks (" << global_batch * T << " tokens)";
   MICS_LOG(info) << "memory per rank: model states " << format_bytes(static_cast<double>(memory.model_states))

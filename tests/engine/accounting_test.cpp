@@ -3,6 +3,7 @@
 #include <mpi.h>
 
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <numeric>
 #include <vector>
 
@@ -22,8 +23,8 @@ model::GptShape small_shape() {
   model::GptShape s;
   s.layers = 2;
   s.heads = 2;
-  s.channels = 32;
-  s.vocab = 61;  // padded to 128: units do not divide evenly by p
+  s.channels = 30;  // a block has 12*30^2 + 13*30 = 11190 parameters: padding for p = 4 and 8
+  s.vocab = 61;    // padded to 128
   s.padded_vocab = 128;
   s.max_seq_len = kT;
   return s;
@@ -73,6 +74,14 @@ std::vector<Layout> layouts() {
 
 }  // namespace
 
+// Parameters of each unit of small_shape(), by hand (formats.md): embedding Vp*C + maxT*C,
+// block 12C^2 + 13C, final norm 2C.
+std::vector<std::size_t> unit_sizes_by_hand() {
+  const std::size_t C = 30, Vp = 128, maxT = kT;
+  const std::size_t block = 12 * C * C + 13 * C;
+  return {Vp * C + maxT * C, block, block, 2 * C};
+}
+
 TEST_CASE("model-state memory is 16 bytes per padded parameter / p, plus the gathered working set") {
   auto backend = backends::make_backend("cpu", 1);
   comm::MpiCollectives collectives;
@@ -85,10 +94,16 @@ TEST_CASE("model-state memory is 16 bytes per padded parameter / p, plus the gat
     const engine::MemoryReport have = eng.memory();
     const engine::MemoryReport want = engine::Engine::expected_memory(gpt.layout(), layout.p);
     INFO("p = " << layout.p);
-    std::size_t padded_total = 0;
-    for (const auto& s : eng.sharding()) padded_total += s.padded_numel;
-    CHECK(padded_total % static_cast<std::size_t>(layout.p) == 0);
-    CHECK(have.model_states == 16 * padded_total / static_cast<std::size_t>(layout.p));
+    const auto P = static_cast<std::size_t>(layout.p);
+    std::size_t padded_total = 0, largest = 0;
+    for (std::size_t n : unit_sizes_by_hand()) {
+      padded_total += (n + P - 1) / P * P;
+      largest = std::max(largest, (n + P - 1) / P * P);
+    }
+    // fp32 master, m, v and gradient accumulator: 16 bytes per parameter, 1/p of them per rank.
+    CHECK(have.model_states == 16 * padded_total / P);
+    // Two gathered units (current + prefetch) of the largest unit, only when something is gathered.
+    CHECK(have.gathered == (layout.p > 1 ? 2 * largest * sizeof(float) : 0u));
     CHECK(have.model_states == want.model_states);
     CHECK(have.gathered == want.gathered);
     CHECK(have.gradients == want.gradients);
@@ -111,6 +126,7 @@ TEST_CASE("traffic per optimizer step matches the two-hop schedule") {
       options.micro_batch = kB;
       options.grad_accum = accum;
       options.hierarchical = true;  // used when the partition group spans nodes
+      options.gather_bf16 = accum == 4;  // the bf16 gathers move half the bytes of the fp32 ones
       engine::Engine eng(gpt, *backend, collectives, topo, options);
       eng.init_parameters(7);
       const auto units = static_cast<std::uint64_t>(eng.sharding().size());
@@ -134,7 +150,8 @@ TEST_CASE("traffic per optimizer step matches the two-hop schedule") {
         CHECK(replication.bytes_received == replica_bytes);
 
         // First hop: each micro-step reduce-scatters every unit inside the partition group only.
-        const std::uint64_t gathered = result.gathered_shard_elements * sizeof(float);
+        const std::uint64_t gathered =
+            result.gathered_shard_elements * (options.gather_bf16 ? sizeof(bf16) : sizeof(float));
         if (p == 1) {
           CHECK(result.gathers == 0);
           CHECK(result.reduce_scatters == 0);

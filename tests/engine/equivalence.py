@@ -82,6 +82,33 @@ def main():
                      "%s: final parameters differ by max %.3g, mean %.3g" % (name, max_diff, mean_diff))
         print("%-22s %4.1fs  loss rel diff %.2e  param max diff %.2e mean %.2e" %
               (name, proc.seconds, worst, max_diff, mean_diff), flush=True)
+
+    # bf16 gathers: the forward and backward see every weight rounded to bf16 (relative error at most
+    # 2^-9 ~ 2e-3), the master weights stay fp32. The loss may move by that relative amount at most;
+    # the gathers across nodes must carry exactly half the bytes of the fp32 run.
+    for strategy, p in (("mics", 4), ("zero3", None)):
+        runs = {}
+        for dtype in ("fp32", "bf16"):
+            name = "w4_%s_gather_%s" % (strategy, dtype)
+            argv = ["train", "--deck", deck] + COMMON + [
+                "--run.name=" + name, "--parallel.strategy=" + strategy, "--topology.ranks_per_node=2",
+                "--parallel.gather_dtype=" + dtype]
+            if p is not None:
+                argv.append("--parallel.partition_size=%d" % p)
+            runner.run_mpi(4, argv)
+            runs[dtype] = runner.metrics(name)
+        fp32, bf16 = runs["fp32"], runs["bf16"]
+        worst = max(abs(a["loss"] - b["loss"]) / a["loss"] for a, b in zip(fp32, bf16))
+        checks.check(worst <= 2 ** -9, "%s bf16 gathers: loss differs by %.3g relative" % (strategy, worst))
+        kind = "inter_node" if strategy == "mics" else "partition"
+        t32, t16 = fp32[-1]["traffic"][kind], bf16[-1]["traffic"][kind]
+        if strategy == "mics":  # the inter-node group carries only gathers
+            checks.check(2 * t16["bytes_sent"] == t32["bytes_sent"],
+                         "bf16 gathers sent %d bytes across nodes, fp32 %d" % (t16["bytes_sent"], t32["bytes_sent"]))
+        else:  # the zero3 partition group also carries the fp32 reduce-scatters: strictly less, not half
+            checks.check(t16["bytes_sent"] < t32["bytes_sent"], "zero3 bf16 gathers did not reduce the bytes")
+        print("%-22s loss rel diff vs fp32 gathers %.2e, %s bytes %d -> %d" %
+              ("w4_%s_gather_bf16" % strategy, worst, kind, t32["bytes_sent"], t16["bytes_sent"]), flush=True)
     checks.finish()
 
 

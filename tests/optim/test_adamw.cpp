@@ -50,6 +50,24 @@ TEST_CASE("adamw: two steps match the closed form", "[optim][adamw]") {
   CHECK(p[0] == Approx(0.85 - 0.1 * ((7.0 / 6.0) / std::sqrt(0.609375 * 16.0 / 7.0) + 0.425)).margin(kTol));
 }
 
+TEST_CASE("adamw: grad_scale clips the gradient inside the update", "[optim][adamw]") {
+  // grad_scale = 0.25 on g must equal an unscaled step on g/4 (powers of two: exact in float), and
+  // differ from the unscaled step on g (m, v see the scaled gradient).
+  const std::vector<float> g = {0.8f, -1.6f, 0.4f};
+  std::vector<float> quarter = {0.2f, -0.4f, 0.1f};
+  std::vector<float> p_a = {1.0f, 2.0f, 3.0f}, m_a(3, 0.1f), v_a(3, 0.2f);
+  std::vector<float> p_b = p_a, m_b = m_a, v_b = v_a;
+  AdamWStep scaled{0.1f, 0.9f, 0.95f, 1e-8f, 0.1f, 3};
+  scaled.grad_scale = 0.25f;
+  adamw(p_a.data(), g.data(), m_a.data(), v_a.data(), 3, scaled);
+  adamw(p_b.data(), quarter.data(), m_b.data(), v_b.data(), 3, AdamWStep{0.1f, 0.9f, 0.95f, 1e-8f, 0.1f, 3});
+  CHECK(p_a == p_b);
+  CHECK(m_a == m_b);
+  CHECK(v_a == v_b);
+  // By hand for element 0: m = 0.9*0.1 + 0.1*0.2 = 0.11, not 0.9*0.1 + 0.1*0.8 = 0.17.
+  CHECK(m_a[0] == Approx(0.11).margin(kTol));
+}
+
 TEST_CASE("adamw: zero gradient with no decay leaves parameters alone", "[optim][adamw]") {
   std::vector<float> p(1000), g(1000, 0.0f), m(1000, 0.0f), v(1000, 0.0f);
   for (std::size_t i = 0; i < p.size(); ++i) p[i] = static_cast<float>(i) * 0.001f - 0.5f;

@@ -13,12 +13,15 @@
 #include <string_view>
 #include <utility>
 
+#include "mics/util/bf16.hpp"
+
 namespace mics::backends {
 
 // Hyper-parameters of one AdamW update (decoupled weight decay).
 struct AdamWStep {
   float lr, beta1, beta2, eps, weight_decay;
-  int step;  // 1-based: bias correction uses beta^step
+  int step;                 // 1-based: bias correction uses beta^step
+  float grad_scale = 1.0f;  // multiplies every gradient first (clipping), saving a pass over them
 };
 
 class Backend;
@@ -84,6 +87,9 @@ class Backend {
   virtual void axpy(float* y, float a, const float* x, std::size_t n) = 0;  // y += a*x
   virtual void scale(float* x, float a, std::size_t n) = 0;                 // x *= a
   virtual double sum_squares(const float* x, std::size_t n) = 0;            // sum x^2, double accumulation
+  // bf16 copies of parameters for half-size gathers: round to nearest even, and back (exact).
+  virtual void to_bf16(bf16* dst, const float* src, std::size_t n) = 0;
+  virtual void from_bf16(float* dst, const bf16* src, std::size_t n) = 0;
   virtual void adamw(float* params, const float* grads, float* m, float* v, std::size_t n,
                      const AdamWStep& hp) = 0;
 

@@ -38,6 +38,9 @@ struct EngineOptions {
   int micro_batch = 1;   // B sequences per rank per micro-step
   int grad_accum = 1;    // micro-steps per optimizer step
   bool hierarchical = false;  // two-stage all-gather when the partition group spans nodes
+  // Gather bf16 copies of the parameters (half the bytes); the master weights stay fp32. Only matters
+  // when p > 1: with p = 1 nothing is gathered.
+  bool gather_bf16 = false;
   float weight_decay = 0.0f;
   float beta1 = 0.9f;
   float beta2 = 0.95f;
@@ -71,7 +74,8 @@ struct StepResult {
 // Bytes this rank holds, by purpose (all fp32 on the CPU backend).
 struct MemoryReport {
   std::size_t model_states = 0;  // master weights, Adam m and v, gradient accumulator: 16 B/param / p
-  std::size_t gathered = 0;      // working set of gathered parameters (prefetch included)
+  std::size_t gathered = 0;      // working set of gathered parameters (prefetch included), and with
+                                 // bf16 gathers their bf16 slots and this rank's bf16 shard copies
   std::size_t gradients = 0;     // full-unit gradient buffers awaiting reduce-scatter
   std::size_t staging = 0;       // reduce-scatter outputs before accumulation
   std::size_t total() const { return model_states + gathered + gradients + staging; }
@@ -111,7 +115,7 @@ class Engine {
 
   MemoryReport memory() const;
   // What memory() should say from the sizes alone: 16 bytes per padded parameter / p, plus buffers.
-  static MemoryReport expected_memory(const model::ParamLayout& layout, int p);
+  static MemoryReport expected_memory(const model::ParamLayout& layout, int p, bool gather_bf16 = false);
   const topology::Topology& topology() const { return topology_; }
   bool hierarchical() const { return partition_.hierarchical(); }
 
@@ -121,6 +125,7 @@ class Engine {
     backends::Buffer<float> m;
     backends::Buffer<float> v;
     backends::Buffer<float> grad;    // accumulated gradient shard
+    backends::Buffer<bf16> master_bf16;  // bf16 copy of master for half-size gathers (gather_bf16 only)
   };
   struct Timer;
 
@@ -131,6 +136,7 @@ class Engine {
   const float* unit_params(int unit, int slot);
   void start_gather(int unit, int slot);
   void finish_gather(StepTimes& times);
+  void refresh_gather_copies();
   void finish_reduce_scatter(StepTimes& times);
   void update(int step, float lr, StepResult& result);
 
@@ -150,7 +156,9 @@ class Engine {
   // slots for blocks, one for the embedding (its gradient comes from the head and the embedding stages),
   // and one staging shard for a reduce-scatter in flight.
   std::array<backends::Buffer<float>, 2> gather_slots_;
+  std::array<backends::Buffer<bf16>, 2> gather_slots_bf16_;  // land here, then widen into gather_slots_
   std::array<int, 2> slot_unit_{-1, -1};
+  int widen_slot_ = -1;  // the slot whose bf16 gather must be widened to fp32 once it completes
   std::array<backends::Buffer<float>, 2> grad_slots_;
   backends::Buffer<float> embedding_grad_;
   backends::Buffer<float> staging_;

@@ -12,13 +12,14 @@ void adamw(float* params, const float* grads, float* m, float* v, std::size_t n,
   const float m_scale = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(hp.beta1), t)));
   const float v_scale = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(hp.beta2), t)));
   const float beta1 = hp.beta1, beta2 = hp.beta2, eps = hp.eps, lr = hp.lr, wd = hp.weight_decay;
+  const float grad_scale = hp.grad_scale;
   const float one_minus_beta1 = 1.0f - beta1, one_minus_beta2 = 1.0f - beta2;
   const auto count = static_cast<std::int64_t>(n);
 
   // Memory-bound: each element reads p, g, m, v once and writes p, m, v once.
 #pragma omp parallel for simd schedule(static)
   for (std::int64_t i = 0; i < count; ++i) {
-    const float g = grads[i];
+    const float g = grads[i] * grad_scale;
     const float mi = beta1 * m[i] + one_minus_beta1 * g;
     const float vi = beta2 * v[i] + one_minus_beta2 * g * g;
     m[i] = mi;

@@ -46,6 +46,8 @@ void CpuBackend::copy(float* dst, const float* src, std::size_t n) { cpu::copy(d
 void CpuBackend::axpy(float* y, float a, const float* x, std::size_t n) { cpu::axpy(y, a, x, n); }
 void CpuBackend::scale(float* x, float a, std::size_t n) { cpu::scale(x, a, n); }
 double CpuBackend::sum_squares(const float* x, std::size_t n) { return cpu::sum_squares(x, n); }
+void CpuBackend::to_bf16(bf16* dst, const float* src, std::size_t n) { cpu::to_bf16(dst, src, n); }
+void CpuBackend::from_bf16(float* dst, const bf16* src, std::size_t n) { cpu::from_bf16(dst, src, n); }
 void CpuBackend::adamw(float* params, const float* grads, float* m, float* v, std::size_t n, const AdamWStep& hp) {
   cpu::adamw(params, grads, m, v, n, hp);
 }

@@ -37,4 +37,16 @@ void add(float* out, const float* a, const float* b, std::size_t n) {
   for (std::size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
+void to_bf16(bf16* dst, const float* src, std::size_t n) {
+  const auto count = static_cast<std::int64_t>(n);
+#pragma omp parallel for schedule(static)
+  for (std::int64_t i = 0; i < count; ++i) dst[i] = bf16(src[i]);
+}
+
+void from_bf16(float* dst, const bf16* src, std::size_t n) {
+  const auto count = static_cast<std::int64_t>(n);
+#pragma omp parallel for schedule(static)
+  for (std::int64_t i = 0; i < count; ++i) dst[i] = src[i].to_float();
+}
+
 }  // namespace mics::backends::cpu

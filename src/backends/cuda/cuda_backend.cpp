@@ -101,7 +101,7 @@ void CudaBackend::adamw(float* params, const float* grads, float* m, float* v, s
   const auto m_scale = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(hp.beta1), t)));
   const auto v_scale = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(hp.beta2), t)));
   cuda::adamw(stream_.get(), params, grads, m, v, n, hp.lr, hp.beta1, hp.beta2, hp.eps, hp.weight_decay, m_scale,
-              v_scale);
+              v_scale, hp.grad_scale);
 }
 
 void CudaBackend::to_bf16(bf16* dst, const float* src, std::size_t n) {

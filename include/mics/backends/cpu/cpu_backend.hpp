@@ -24,6 +24,8 @@ class CpuBackend final : public Backend {
   void axpy(float* y, float a, const float* x, std::size_t n) override;
   void scale(float* x, float a, std::size_t n) override;
   double sum_squares(const float* x, std::size_t n) override;
+  void to_bf16(bf16* dst, const float* src, std::size_t n) override;
+  void from_bf16(float* dst, const bf16* src, std::size_t n) override;
   void adamw(float* params, const float* grads, float* m, float* v, std::size_t n, const AdamWStep& hp) override;
 
   void encoder_forward(float* out, const std::int32_t* inp, const float* wte, const float* wpe, int B, int T,

@@ -2,6 +2,7 @@
 // GEMM through OpenBLAS sgemm. CpuBackend dispatches to these; the contracts (shapes, which outputs are
 // written and which accumulated) are those documented on mics::backends::Backend.
 #pragma once
+#include "mics/util/bf16.hpp"
 #include <cstddef>
 #include <cstdint>
 
@@ -45,6 +46,8 @@ void copy(float* dst, const float* src, std::size_t n);
 void axpy(float* y, float a, const float* x, std::size_t n);
 void scale(float* x, float a, std::size_t n);
 double sum_squares(const float* x, std::size_t n);
+void to_bf16(bf16* dst, const float* src, std::size_t n);    // round to nearest even
+void from_bf16(float* dst, const bf16* src, std::size_t n);  // exact
 void add(float* out, const float* a, const float* b, std::size_t n);
 
 }  // namespace mics::backends::cpu

@@ -50,8 +50,8 @@ class CudaBackend final : public Backend {
   void adamw(float* params, const float* grads, float* m, float* v, std::size_t n, const AdamWStep& hp) override;
 
   // Half-size parameter gathers: narrow a shard to bf16 before the all-gather, widen after it.
-  void to_bf16(bf16* dst, const float* src, std::size_t n);
-  void from_bf16(float* dst, const bf16* src, std::size_t n);
+  void to_bf16(bf16* dst, const float* src, std::size_t n) override;
+  void from_bf16(float* dst, const bf16* src, std::size_t n) override;
 
   void encoder_forward(float* out, const std::int32_t* inp, const float* wte, const float* wpe, int B, int T,
                        int C) override;

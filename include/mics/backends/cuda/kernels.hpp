@@ -107,9 +107,9 @@ void sum_squares(cudaStream_t stream, double* result, const float* x, std::size_
 
 // --- adamw.cu --------------------------------------------------------------------------------------
 // One AdamW step (decoupled weight decay) in place on params, m, v; m_scale = 1/(1-beta1^t) and
-// v_scale = 1/(1-beta2^t) are hoisted by the caller (in double).
+// v_scale = 1/(1-beta2^t) are hoisted by the caller (in double); grads are multiplied by grad_scale first.
 void adamw(cudaStream_t stream, float* params, const float* grads, float* m, float* v, std::size_t n, float lr,
-           float beta1, float beta2, float eps, float weight_decay, float m_scale, float v_scale);
+           float beta1, float beta2, float eps, float weight_decay, float m_scale, float v_scale, float grad_scale);
 
 // --- convert.cu ------------------------------------------------------------------------------------
 // bf16 as raw bits (mics::bf16 layout): float -> bf16 rounds to nearest even, NaN stays NaN.
