@@ -8,6 +8,7 @@
 
 #include "h5.hpp"
 #include "mics/checkpoint/checkpoint.hpp"
+#include "mics/comm/agreement.hpp"
 #include "mics/log/log.hpp"
 #include "mics/util/error.hpp"
 #include "store.hpp"
@@ -246,16 +247,21 @@ bool save(engine::Engine& engine, backends::Backend& backend, topology::Topology
       error = std::string("cannot create ") + partial_dir.string() + ": " + e.what();
     }
   }
-  error = store::first_error(world, error);
+  error = comm::first_error(world, error);
   if (error.empty() && writer) {
     try {
       write_state_file(partial_dir / kStateFileName, engine, backend, topology.partition().handle(), layout, metadata);
     } catch (const std::exception& e) {
-      error = e.what();
+      // Every HDF5 call in the file is collective over the writers: a rank that fails part-way (disk
+      // full on its aggregator) would leave its peers waiting in the next one. Stop the job instead;
+      // the .partial directory is never committed, so `latest` still names the previous checkpoint.
+      fatal_one("checkpoint at step " + std::to_string(metadata.step) + ": writing " +
+                (partial_dir / kStateFileName).string() + " failed: " + e.what() +
+                "; the previous checkpoint stays the latest");
     }
   }
   // Committed only when every writer succeeded.
-  error = store::first_error(world, error);
+  error = comm::first_error(world, error);
   if (error.empty() && world_root) {
     try {
       store::commit(partial_dir, final_dir, run_dir);
@@ -263,7 +269,7 @@ bool save(engine::Engine& engine, backends::Backend& backend, topology::Topology
       error = std::string("commit of ") + final_dir.string() + " failed: " + e.what();
     }
   }
-  error = store::first_error(world, error);
+  error = comm::first_error(world, error);
   if (!error.empty()) {
     MICS_LOG(warning) << "checkpoint at step " << metadata.step << " NOT written: " << error
                       << "; the previous checkpoint stays the latest";
@@ -284,7 +290,7 @@ LoadResult load(const fs::path& checkpoint, engine::Engine& engine, backends::Ba
   } catch (const std::exception& e) {
     result.error = e.what();
   }
-  result.error = store::first_error(topology.world().handle(), result.error);
+  result.error = comm::first_error(topology.world().handle(), result.error);
   if (result.error.empty()) result.metadata = metadata;
   return result;
 }

@@ -22,8 +22,4 @@ void commit(const std::filesystem::path& partial_dir, const std::filesystem::pat
 // older than it. Failures are logged, not thrown: a checkpoint kept too long is harmless.
 void prune(const std::filesystem::path& run_dir, const Retention& retention, std::int64_t keep_this);
 
-// Collective over comm: the error message of the lowest rank that has one, on every rank; empty when
-// every rank succeeded.
-std::string first_error(MPI_Comm comm, const std::string& local_error);
-
 }  // namespace mics::checkpoint::store

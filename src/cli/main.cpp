@@ -1,4 +1,6 @@
 // mics: MiCS training on Slurm clusters. This file only dispatches to the subcommands.
+#include <mpi.h>
+
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -45,6 +47,15 @@ int main(int argc, char** argv) {
     if (command == "data") return mics::cli::data_command_entry(args);
     if (command == "ckpt") return mics::cli::ckpt_command(args);
     if (command == "export") return mics::cli::export_command(args);
+  } catch (const mics::Error& e) {
+    // Before MPI starts, an error is about the command line itself: a usage error.
+    int mpi_started = 0;
+    MPI_Initialized(&mpi_started);
+    if (!mpi_started) {
+      std::fprintf(stderr, "mics: error: %s\n", e.what());
+      return mics::kExitUsage;
+    }
+    mics::fatal_one(e.what());
   } catch (const std::exception& e) {
     // An error that escaped a subcommand may have been seen by this rank alone: abort the job.
     mics::fatal_one(e.what());

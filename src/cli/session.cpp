@@ -50,12 +50,16 @@ CommandLine split_command_line(const Args& args) {
   po::options_description known("options");
   known.add_options()("deck", po::value<std::string>(), "input deck")("help,h", "help");
   CommandLine out;
-  po::parsed_options parsed = po::command_line_parser(args)
-                                  .options(known)
-                                  .style(po::command_line_style::default_style &
-                                         ~po::command_line_style::allow_guessing)
-                                  .allow_unregistered()
-                                  .run();
+  po::parsed_options parsed(&known);
+  try {
+    parsed = po::command_line_parser(args)
+                 .options(known)
+                 .style(po::command_line_style::default_style & ~po::command_line_style::allow_guessing)
+                 .allow_unregistered()
+                 .run();
+  } catch (const po::error& e) {
+    throw Error(std::string("command line: ") + e.what());
+  }
   for (const po::option& opt : parsed.options) {
     if (opt.string_key == "deck" && !opt.unregistered) {
       if (opt.value.empty()) throw Error("--deck needs a file name");

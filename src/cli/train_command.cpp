@@ -30,14 +30,9 @@ topology::Topology make_topology(const config::Config& cfg, int world) {
   const engine::Strategy strategy = engine::parse_strategy(cfg.get_string("parallel.strategy"));
   topology::TopologyOptions options;
   options.ranks_per_node = static_cast<int>(cfg.get_int_or_auto("topology.ranks_per_node").value_or(0));
-  int ranks_per_node = options.ranks_per_node;
-  if (ranks_per_node == 0) {
-    // Detect first so zero3 and ddp can name their partition size before the groups are built.
-    MPI_Comm node = MPI_COMM_NULL;
-    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
-    MPI_Comm_size(node, &ranks_per_node);
-    MPI_Comm_free(&node);
-  }
+  // Detected first so the strategy can name its partition size before the groups are built.
+  if (options.ranks_per_node == 0) options.ranks_per_node = topology::detect_ranks_per_node(MPI_COMM_WORLD);
+  const int ranks_per_node = options.ranks_per_node;
   const int requested = static_cast<int>(cfg.get_int_or_auto("parallel.partition_size").value_or(0));
   if (strategy != engine::Strategy::mics && cfg.is_set("parallel.partition_size"))
     MICS_LOG(warning) << "parallel.partition_size is ignored by strategy " << engine::to_string(strategy);

@@ -25,15 +25,11 @@ class ScopedTimer {
   Clock::time_point start_;
 };
 
-// Consecutive stages that need the same unit share one gather.
-struct Run {
-  int unit;
-  std::vector<std::pair<model::Stage, bool>> stages;  // (stage, is_backward)
-};
+}  // namespace
 
-std::vector<Run> make_runs(const std::vector<model::Stage>& forward, const std::vector<model::Stage>& backward,
+std::vector<Engine::Run> Engine::make_runs(const std::vector<model::Stage>& forward, const std::vector<model::Stage>& backward,
                            bool with_backward) {
-  std::vector<Run> runs;
+  std::vector<Engine::Run> runs;
   auto add = [&runs](const model::Stage& stage, bool is_backward) {
     if (runs.empty() || runs.back().unit != stage.unit) runs.push_back({stage.unit, {}});
     runs.back().stages.emplace_back(stage, is_backward);
@@ -43,7 +39,6 @@ std::vector<Run> make_runs(const std::vector<model::Stage>& forward, const std::
     for (const model::Stage& s : backward) add(s, true);
   return runs;
 }
-}  // namespace
 
 Strategy parse_strategy(std::string_view text) {
   if (text == "mics") return Strategy::mics;
@@ -82,6 +77,18 @@ Engine::Engine(model::Gpt& gpt, backends::Backend& backend, comm::Collectives& c
       world_(topology.shape().world) {
   MICS_CHECK(options.micro_batch == gpt.micro_batch(), "engine micro_batch differs from the model's");
   sharding_ = shard_units(gpt.layout(), p_, topology.placement().partition_rank);
+  const auto tokens = static_cast<std::size_t>(gpt.micro_batch()) * static_cast<std::size_t>(gpt.seq_len());
+  batch_inputs_.resize(tokens);
+  batch_targets_.resize(tokens);
+  train_runs_ = make_runs(gpt.forward_stages(), gpt.backward_stages(), true);
+  eval_runs_ = make_runs(gpt.forward_stages(), gpt.backward_stages(), false);
+  // The last backward run of each unit: after it the unit's gradient for the micro-step is complete.
+  last_backward_run_.assign(sharding_.size(), train_runs_.size());
+  for (std::size_t k = 0; k < train_runs_.size(); ++k)
+    for (const auto& [stage, is_backward] : train_runs_[k].stages)
+      if (is_backward) last_backward_run_[static_cast<std::size_t>(stage.unit)] = k;
+  grad_touched_.assign(sharding_.size(), false);
+  grad_buffer_.assign(sharding_.size(), nullptr);
   units_.resize(sharding_.size());
   for (std::size_t u = 0; u < sharding_.size(); ++u) {
     const std::size_t n = sharding_[u].shard_numel;
@@ -207,6 +214,15 @@ void Engine::start_gather(int unit, int slot) {
   gathered_shard_elements_ += s.shard_numel;
 }
 
+// MPI progresses non-blocking collectives only inside MPI calls (no progress thread by default), and the
+// hierarchical gather starts its intra-node stage only once its inter-node stage is seen complete:
+// poll between compute stages so the prefetch and reduce-scatters move while the next stage computes.
+void Engine::progress_collectives() {
+  gather_request_.test();
+  reduce_scatter_request_.test();
+  for (comm::Request& r : replica_requests_) r.test();
+}
+
 void Engine::finish_gather(StepTimes& times) {
   if (!gather_request_.done()) {
     ScopedTimer timer(times.gather_wait);
@@ -243,14 +259,10 @@ void Engine::finish_reduce_scatter(StepTimes& times) {
 }
 
 void Engine::run_micro_step(int micro, bool last_micro, bool backward, StepTimes& times) {
-  const std::vector<Run> runs = make_runs(gpt_.forward_stages(), gpt_.backward_stages(), backward);
-  // The last backward stage of each unit: after it the unit's gradient is complete.
-  std::vector<std::size_t> last_backward_run(units_.size(), runs.size());
-  for (std::size_t k = 0; k < runs.size(); ++k)
-    for (const auto& [stage, is_backward] : runs[k].stages)
-      if (is_backward) last_backward_run[static_cast<std::size_t>(stage.unit)] = k;
-  std::vector<bool> grad_touched(units_.size(), false);
-  std::vector<float*> grad_buffer(units_.size(), nullptr);
+  const std::vector<Run>& runs = backward ? train_runs_ : eval_runs_;
+  std::vector<bool>& grad_touched = grad_touched_;
+  std::vector<float*>& grad_buffer = grad_buffer_;
+  std::fill(grad_touched.begin(), grad_touched.end(), false);
   // Every rank's micro-batch loss is a mean over B*T tokens; the global gradient is their mean.
   const float grad_scale = 1.0f / static_cast<float>(world_ * options_.grad_accum);
   int block_grad_slot = 0;
@@ -265,8 +277,11 @@ void Engine::run_micro_step(int micro, bool last_micro, bool backward, StepTimes
     const auto u = static_cast<std::size_t>(run.unit);
     for (const auto& [stage, is_backward] : run.stages) {
       if (!is_backward) {
-        ScopedTimer timer(times.compute);
-        gpt_.forward(stage, params);
+        {
+          ScopedTimer timer(times.compute);
+          gpt_.forward(stage, params);
+        }
+        progress_collectives();
         continue;
       }
       const std::size_t padded = sharding_[u].padded_numel;
@@ -288,7 +303,8 @@ void Engine::run_micro_step(int micro, bool last_micro, bool backward, StepTimes
         ScopedTimer timer(times.compute);
         gpt_.backward(stage, params, grads, grad_scale);
       }
-      if (last_backward_run[u] != k || &stage != &run.stages.back().first) continue;
+      progress_collectives();
+      if (last_backward_run_[u] != k || &stage != &run.stages.back().first) continue;
       // The unit's gradient for this micro-step is complete.
       if (p_ == 1) {
         if (last_micro && topology_.shape().replicas > 1)
@@ -326,6 +342,9 @@ void Engine::update(int step, float lr, StepResult& result) {
     sum_squares += backend_.sum_squares(units_[u].grad.data(), sharding_[u].shard_numel);
   partition_.all_reduce_partition<double>(std::span<double>(&sum_squares, 1), comm::ReduceOp::sum);
   result.grad_norm = std::sqrt(sum_squares);
+  // Every rank sees the same norm. A non-finite one would poison master weights and moments (and then
+  // a checkpoint): leave the states as they are and let the caller stop.
+  if (!std::isfinite(result.grad_norm)) return;
   const float clip = optim::clip_scale(result.grad_norm, options_.grad_clip);
   for (std::size_t u = 0; u < units_.size(); ++u) {
     UnitState& state = units_[u];
@@ -347,8 +366,8 @@ StepResult Engine::step(int step, float lr, const BatchFn& batch) {
   gathered_shard_elements_ = 0;
   refresh_gather_copies();
   StepResult result;
-  const auto tokens = static_cast<std::size_t>(gpt_.micro_batch()) * static_cast<std::size_t>(gpt_.seq_len());
-  std::vector<std::int32_t> inputs(tokens), targets(tokens);
+  std::vector<std::int32_t>& inputs = batch_inputs_;
+  std::vector<std::int32_t>& targets = batch_targets_;
   double loss_sum = 0;
   for (int micro = 0; micro < options_.grad_accum; ++micro) {
     batch(micro, inputs.data(), targets.data());
@@ -377,8 +396,8 @@ StepResult Engine::step(int step, float lr, const BatchFn& batch) {
 }
 
 float Engine::evaluate(int batches, const BatchFn& batch) {
-  const auto tokens = static_cast<std::size_t>(gpt_.micro_batch()) * static_cast<std::size_t>(gpt_.seq_len());
-  std::vector<std::int32_t> inputs(tokens), targets(tokens);
+  std::vector<std::int32_t>& inputs = batch_inputs_;
+  std::vector<std::int32_t>& targets = batch_targets_;
   StepTimes ignored;
   refresh_gather_copies();
   double loss_sum = 0;

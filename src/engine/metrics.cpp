@@ -1,5 +1,7 @@
 #include "mics/engine/metrics.hpp"
 
+#include <algorithm>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <sstream>
@@ -38,10 +40,26 @@ std::string to_json(const StepRecord& r) {
   return os.str();
 }
 
-MetricsWriter::MetricsWriter(const std::string& path) : path_(path) {
+MetricsWriter::MetricsWriter(const std::string& path, long resumed_step) : path_(path) {
   std::error_code ec;
   const std::filesystem::path parent = std::filesystem::path(path).parent_path();
   if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+  {
+    std::ifstream in(path);
+    std::string kept, line;
+    while (std::getline(in, line)) {
+      // Every record starts {"step":N,
+      const long step = std::strtol(line.c_str() + std::min<std::size_t>(line.size(), 8), nullptr, 10);
+      if (line.rfind("{\"step\":", 0) == 0 && step <= resumed_step) kept += line + '\n';
+    }
+    in.close();
+    const std::string tmp = path + ".tmp";
+    std::ofstream rewrite(tmp, std::ios::trunc);
+    rewrite << kept;
+    rewrite.close();
+    if (!rewrite || std::rename(tmp.c_str(), path.c_str()) != 0)
+      throw Error("run.dir: cannot write metrics file '" + path + "'");
+  }
   out_.open(path, std::ios::app);
   if (!out_) throw Error("run.dir: cannot write metrics file '" + path + "'");
 }

@@ -134,11 +134,11 @@ std::string describe_shape(const Shape& s) {
   return text;
 }
 
-namespace {
-
 // Ranks per node from the shared-memory split; checks equal counts and block placement. The results of
 // the checks are reduced so every rank throws the same error.
-int detect_ranks_per_node(MPI_Comm world, int world_rank) {
+int detect_ranks_per_node(MPI_Comm world) {
+  int world_rank = 0;
+  MICS_MPI_CHECK(MPI_Comm_rank(world, &world_rank));
   MPI_Comm shared = MPI_COMM_NULL;
   MICS_MPI_CHECK(MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, world_rank, MPI_INFO_NULL, &shared));
   int local_rank = 0, local_size = 0;
@@ -166,6 +166,8 @@ int detect_ranks_per_node(MPI_Comm world, int world_rank) {
   return local_size;
 }
 
+namespace {
+
 MPI_Comm split(MPI_Comm parent, int color, int key) {
   MPI_Comm out = MPI_COMM_NULL;
   MICS_MPI_CHECK(MPI_Comm_split(parent, color, key, &out));
@@ -182,7 +184,7 @@ Topology Topology::create(const TopologyOptions& options, MPI_Comm world) {
     throw Error("ranks_per_node " + std::to_string(options.ranks_per_node) + " must be 0 (detect) or positive");
   }
   const int ranks_per_node =
-      options.ranks_per_node > 0 ? options.ranks_per_node : detect_ranks_per_node(world, world_rank);
+      options.ranks_per_node > 0 ? options.ranks_per_node : detect_ranks_per_node(world);
 
   Topology t;
   t.shape_ = validate_shape(world_size, ranks_per_node, options.partition_size);

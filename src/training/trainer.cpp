@@ -3,9 +3,11 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <sstream>
 
 #include "mics/backends/backend.hpp"
+#include "mics/comm/agreement.hpp"
 #include "mics/checkpoint/training.hpp"
 #include "mics/data/sampler.hpp"
 #include "mics/data/token_shard.hpp"
@@ -91,6 +93,19 @@ void save_final_weights(const std::string& path, const model::ParamLayout& layou
                            3);
   MICS_LOG(info) << "final weights written to " << path;
 }
+// Runs `work` on every rank; if it throws mics::Error on any rank, every rank stops with the lowest
+// failing rank's message (exit kExitUsage: the deck names something that does not work).
+void agree_or_stop(topology::Topology& topology, const std::function<void()>& work) {
+  std::string error;
+  try {
+    work();
+  } catch (const Error& e) {
+    error = e.what();
+  }
+  error = comm::first_error(topology.world().handle(), error);
+  if (!error.empty()) fatal_all(error, kExitUsage);
+}
+
 }  // namespace
 
 model::GptShape model_shape(const config::Config& cfg) {
@@ -141,18 +156,25 @@ int run_training(const config::Config& cfg, topology::Topology& topology, comm::
   options.eps = static_cast<float>(cfg.get_float("train.eps"));
   options.grad_clip = static_cast<float>(cfg.get_float("train.grad_clip"));
 
-  // Data first: a bad shard fails before any memory is committed.
-  const data::TokenDataset train_data(cfg.get_string("data.train"));
-  train_data.check_vocab(static_cast<std::uint32_t>(model_dims.vocab));
-  const data::BatchSampler train_sampler(train_data, T, seed);
+  // Data first: a bad shard fails before any memory is committed. Every rank opens the shards itself
+  // (a node may lack a file the others see), so the ranks agree on the outcome before going on.
   const int val_every = int_key(cfg, "train.val_every");
-  std::unique_ptr<data::TokenDataset> val_data;
-  std::unique_ptr<data::BatchSampler> val_sampler;
-  if (val_every > 0) {
-    val_data = std::make_unique<data::TokenDataset>(cfg.get_string("data.val"));
-    val_data->check_vocab(static_cast<std::uint32_t>(model_dims.vocab));
-    val_sampler = std::make_unique<data::BatchSampler>(*val_data, T, seed);
-  }
+  std::unique_ptr<data::TokenDataset> train_data, val_data;
+  std::unique_ptr<data::BatchSampler> train_sampler, val_sampler;
+  agree_or_stop(topology, [&] {
+    const auto open = [&](const char* key, std::unique_ptr<data::TokenDataset>& dataset,
+                          std::unique_ptr<data::BatchSampler>& sampler) {
+      try {
+        dataset = std::make_unique<data::TokenDataset>(cfg.get_string(key));
+        dataset->check_vocab(static_cast<std::uint32_t>(model_dims.vocab));
+        sampler = std::make_unique<data::BatchSampler>(*dataset, T, seed);
+      } catch (const Error& e) {
+        throw Error(std::string(key) + " = " + cfg.get_string(key) + ": " + e.what());
+      }
+    };
+    open("data.train", train_data, train_sampler);
+    if (val_every > 0) open("data.val", val_data, val_sampler);
+  });
 
   std::unique_ptr<backends::Backend> backend =
       backends::make_backend(cfg.get_string("backend.device"), int_key(cfg, "backend.threads"));
@@ -189,7 +211,13 @@ int run_training(const config::Config& cfg, topology::Topology& topology, comm::
     start_step = static_cast<int>(resumed->step);
     tokens_seen = resumed->tokens_seen;
   } else {
-    load_initial_weights(cfg.get_string("model.init"), gpt.layout(), engine, seed);
+    agree_or_stop(topology, [&] {
+      try {
+        load_initial_weights(cfg.get_string("model.init"), gpt.layout(), engine, seed);
+      } catch (const Error& e) {
+        throw Error("model.init = " + cfg.get_string("model.init") + ": " + e.what());
+      }
+    });
   }
 
   const optim::LrSchedule schedule(static_cast<float>(cfg.get_float("train.lr")), int_key(cfg, "train.warmup_steps"),
@@ -197,32 +225,34 @@ int run_training(const config::Config& cfg, topology::Topology& topology, comm::
   const std::string run_dir = cfg.get_string("run.dir") + "/" + cfg.get_string("run.name");
   MetricsWriter metrics;
   if (rank == 0) {
-    metrics = MetricsWriter(run_dir + "/metrics.jsonl");
+    metrics = MetricsWriter(run_dir + "/metrics.jsonl", start_step);
     MICS_LOG(info) << "metrics: " << metrics.path();
   }
 
+  // Row b of this rank's micro-batch m is sequence (m * world + rank) * B + b of the global batch, so
+  // the global batch is the same whatever the layout.
+  const auto fill_rows = [&](int micro, std::int32_t* inputs, std::int32_t* targets, const auto& sequence) {
+    for (int row = 0; row < B; ++row) {
+      const std::uint64_t index = data::global_sequence_index(
+          static_cast<std::uint64_t>(rank), static_cast<std::uint64_t>(shape.world), static_cast<std::uint64_t>(micro),
+          static_cast<std::uint64_t>(B), static_cast<std::uint64_t>(row));
+      sequence(index, inputs + static_cast<std::ptrdiff_t>(row) * T, targets + static_cast<std::ptrdiff_t>(row) * T);
+    }
+  };
   const auto train_batch = [&](int step) {
     return [&, step](int micro, std::int32_t* inputs, std::int32_t* targets) {
-      for (int row = 0; row < B; ++row) {
-        const std::uint64_t index = data::global_sequence_index(static_cast<std::uint64_t>(rank),
-                                                                static_cast<std::uint64_t>(shape.world),
-                                                                static_cast<std::uint64_t>(micro),
-                                                                static_cast<std::uint64_t>(B), static_cast<std::uint64_t>(row));
-        train_sampler.sequence(static_cast<std::uint64_t>(step), index, inputs + row * T, targets + row * T);
-      }
+      fill_rows(micro, inputs, targets, [&](std::uint64_t index, std::int32_t* in, std::int32_t* out) {
+        train_sampler->sequence(static_cast<std::uint64_t>(step), index, in, out);
+      });
     };
   };
   const int val_batches = int_key(cfg, "train.val_batches");
   const auto validate = [&]() {
     const std::uint64_t count = static_cast<std::uint64_t>(val_batches) * shape.world * B;
     return engine.evaluate(val_batches, [&](int batch, std::int32_t* inputs, std::int32_t* targets) {
-      for (int row = 0; row < B; ++row) {
-        const std::uint64_t j = data::global_sequence_index(static_cast<std::uint64_t>(rank),
-                                                            static_cast<std::uint64_t>(shape.world),
-                                                            static_cast<std::uint64_t>(batch),
-                                                            static_cast<std::uint64_t>(B), static_cast<std::uint64_t>(row));
-        val_sampler->val_sequence(j, count, inputs + row * T, targets + row * T);
-      }
+      fill_rows(batch, inputs, targets, [&](std::uint64_t index, std::int32_t* in, std::int32_t* out) {
+        val_sampler->val_sequence(index, count, in, out);
+      });
     });
   };
 
@@ -234,8 +264,13 @@ int run_training(const config::Config& cfg, topology::Topology& topology, comm::
   for (int step = start_step; step < steps; ++step) {
     const float lr = schedule.lr_at(step);
     const StepResult result = engine.step(step, lr, train_batch(step));
-    if (!std::isfinite(result.loss)) fatal_one("loss is " + std::to_string(result.loss) + " at step " +
-                                               std::to_string(step + 1) + ": training diverged");
+    // The loss (averaged over the world) and the norm are the same on every rank: all stop together,
+    // before a checkpoint could take the diverged states.
+    if (!std::isfinite(result.loss) || !std::isfinite(result.grad_norm))
+      fatal_all("training diverged at step " + std::to_string(step + 1) + ": loss " + std::to_string(result.loss) +
+                    ", gradient norm " + std::to_string(result.grad_norm) +
+                    " (the parameters were not updated; lower train.lr or set train.grad_clip)",
+                kExitFailure);
     const double tokens = static_cast<double>(global_batch) * T;
     tokens_done += tokens;
     tokens_seen += static_cast<std::int64_t>(tokens);

@@ -1,6 +1,8 @@
 // Unit tests of the checkpoint area's pieces: flat-range hyperslab selection against brute force,
 // checkpoint directory listing and retention, and the agreement of ranks on the first error.
 #include <catch2/catch.hpp>
+
+#include "mics/comm/agreement.hpp"
 #include <mpi.h>
 #include <unistd.h>
 
@@ -116,12 +118,12 @@ TEST_CASE("latest that names no step directory is ignored", "[checkpoint]") {
   CHECK_FALSE(read_latest(dir.path));
 }
 
-TEST_CASE("first_error: every rank gets the lowest failing rank's message", "[checkpoint][mpi]") {
+TEST_CASE("comm::first_error: every rank gets the lowest failing rank's message", "[checkpoint][mpi]") {
   int rank = 0, size = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &size);
-  CHECK(store::first_error(MPI_COMM_WORLD, "").empty());
+  CHECK(mics::comm::first_error(MPI_COMM_WORLD, "").empty());
   const int failing = size / 2;
   const std::string mine = rank >= failing ? "rank " + std::to_string(rank) + " failed" : "";
-  CHECK(store::first_error(MPI_COMM_WORLD, mine) == "rank " + std::to_string(failing) + " failed");
+  CHECK(mics::comm::first_error(MPI_COMM_WORLD, mine) == "rank " + std::to_string(failing) + " failed");
 }

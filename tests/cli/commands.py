@@ -19,6 +19,9 @@ def main():
         proc = runner.run_serial(sub + ["--help"], check=False)
         checks.check(proc.returncode == 0 and "usage" in proc.stdout.lower(),
                      "%s --help: rc %d, %r" % (" ".join(sub), proc.returncode, proc.stdout[:200]))
+    proc = runner.run_serial(["train", "--deck"], check=False)
+    checks.check(proc.returncode == 2 and "--deck" in proc.stderr, "--deck without a file: rc %d, %r" %
+                 (proc.returncode, proc.stderr))
     proc = runner.run_serial(["frobnicate"], check=False)
     checks.check(proc.returncode == 2 and "unknown command 'frobnicate'" in proc.stderr, "unknown command")
 

@@ -127,12 +127,16 @@ class Engine {
     backends::Buffer<float> grad;    // accumulated gradient shard
     backends::Buffer<bf16> master_bf16;  // bf16 copy of master for half-size gathers (gather_bf16 only)
   };
-  struct Timer;
+  // Consecutive stages that need the same unit share one gather.
+  struct Run {
+    int unit;
+    std::vector<std::pair<model::Stage, bool>> stages;  // (stage, is_backward)
+  };
+  static std::vector<Run> make_runs(const std::vector<model::Stage>& forward,
+                                    const std::vector<model::Stage>& backward, bool with_backward);
 
   void run_micro_step(int micro, bool last_micro, bool backward, StepTimes& times);
-  int gathers_ = 0;
-  int reduce_scatters_ = 0;
-  std::uint64_t gathered_shard_elements_ = 0;
+  void progress_collectives();
   const float* unit_params(int unit, int slot);
   void start_gather(int unit, int slot);
   void finish_gather(StepTimes& times);
@@ -150,6 +154,14 @@ class Engine {
   int world_ = 1;
   std::vector<UnitSharding> sharding_;
   std::vector<UnitState> units_;
+  // The fixed schedule of a micro-step, built once, and per-micro-step scratch reused across steps.
+  std::vector<Run> train_runs_;
+  std::vector<Run> eval_runs_;
+  std::vector<std::size_t> last_backward_run_;
+  std::vector<bool> grad_touched_;
+  std::vector<float*> grad_buffer_;
+  std::vector<std::int32_t> batch_inputs_;
+  std::vector<std::int32_t> batch_targets_;
   std::size_t max_padded_ = 0;
 
   // Working set (only when p > 1): two gathered-parameter slots (current and prefetch), two gradient
@@ -169,6 +181,11 @@ class Engine {
   bool reduce_scatter_accumulate_ = false;
   bool reduce_scatter_last_micro_ = false;
   std::vector<comm::Request> replica_requests_;
+
+  // What the current step issued, for StepResult.
+  int gathers_ = 0;
+  int reduce_scatters_ = 0;
+  std::uint64_t gathered_shard_elements_ = 0;
 };
 
 }  // namespace mics::engine

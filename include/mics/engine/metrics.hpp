@@ -26,8 +26,10 @@ std::string to_json(const StepRecord& record);
 class MetricsWriter {
  public:
   MetricsWriter() = default;
-  // Appends to path (creating its directories).
-  explicit MetricsWriter(const std::string& path);
+  // Appends to path (creating its directories) after dropping the records of steps after
+  // `resumed_step`: a run resumed from an older checkpoint repeats those steps, a fresh run (0) starts
+  // an empty file.
+  MetricsWriter(const std::string& path, long resumed_step);
   void write(const StepRecord& record);
   void write_line(const std::string& json);
   const std::string& path() const { return path_; }

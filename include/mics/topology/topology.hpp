@@ -29,6 +29,10 @@ struct Shape {
   bool spans_nodes() const { return nodes_per_partition > 1; }
 };
 
+// Ranks per node from MPI_Comm_split_type(SHARED); collective over `world`. Checks that every node has
+// the same number of ranks, placed in consecutive blocks; throws the same mics::Error on every rank.
+int detect_ranks_per_node(MPI_Comm world);
+
 // Pure validation (no MPI): throws mics::Error naming the numbers at fault.
 // partition_size 0 means ranks_per_node.
 Shape validate_shape(int world, int ranks_per_node, int partition_size);
