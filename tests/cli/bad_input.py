@@ -86,9 +86,9 @@ def main():
                    "model.heads = 5", "model.channels")
     expect_failure("sequence too long", 2, ["train", "--deck", tiny, "--model.seq_len=4096"],
                    "model.seq_len = 4096")
-    # Data errors are found while loading on every rank, after the groups exist: the job is aborted.
+    # Data errors are found while loading on every rank; the ranks agree and all exit with the key named.
     expect_failure("no training data", 2, ["train", "--deck", tiny, "--data.train=nowhere/*.bin"],
-                   "nowhere/*.bin", every_rank=False)
+                   "data.train = nowhere/*.bin", "no files match")
     expect_failure("bad bench option", 2, ["bench", "comm", "-b", "lots"], "lots")
     # An error that only rank 1 sees (its log file is a directory) still stops the whole job at once.
     os.makedirs(os.path.join(runner.dir, "logs", "rank1.log"), exist_ok=True)
