@@ -1,6 +1,7 @@
 // Causal multi-head self-attention on the fused qkv projection. Per (batch, head) pairs in parallel: each
 // pair owns its rows of att and its head's columns of out / dqkv, so no two threads write the same memory.
-// Attention is O(T^2 hs) per head, a few percent of the layer's flops at GPT-2 sizes, so plain loops.
+// Attention is O(T^2 hs) per head: under 1% of a GPT-2 layer's flops at T = 64, about 10% at T = 1024.
+// Plain loops over the causal triangle, with the head-size reductions vectorised (omp simd).
 #include <cmath>
 #include <cstddef>
 #include <vector>
@@ -27,6 +28,7 @@ void attention_forward(float* out, float* att, const float* qkv, int B, int T, i
         for (int t2 = 0; t2 <= t; t2++) {
           const float* k = qkv_b + t2 * C3 + C + h * hs;
           float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
           for (int i = 0; i < hs; i++) dot += q[i] * k[i];
           dot *= scale;
           att_row[t2] = dot;
@@ -88,6 +90,7 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
             float* dv = dqkv_b + t2 * C3 + 2 * C + h * hs;
             const float p = att_row[t2];
             float dp = 0.0f;
+#pragma omp simd reduction(+ : dp)
             for (int i = 0; i < hs; i++) {
               dp += dout_t[i] * v[i];
               dv[i] += p * dout_t[i];
