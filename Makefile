@@ -72,7 +72,12 @@ distclean:
 .PHONY: bench-strategies
 BENCH_ENV := OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
-bench: bench-model bench-strategies
+bench: bench-comm bench-model bench-strategies
+
+# The collectives of 4 ranks as 2 emulated nodes, partition groups spanning both (flat and hierarchical).
+bench-comm: build
+	$(BENCH_ENV) mpirun --oversubscribe --allow-run-as-root --bind-to none -np 4 $(BUILD_DIR)/mics bench comm \
+	    -b 1K -e 16M -f 4 --topology.ranks_per_node=2 --parallel.partition_size=4 $(BENCH_COMM_ARGS)
 
 bench-model: build
 	$(BENCH_ENV) $(BUILD_DIR)/bench/bench_model $(BENCH_MODEL_ARGS)
