@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 #include <algorithm>
+#include <cstring>
 #include <numeric>
 #include <vector>
 
@@ -233,5 +234,37 @@ TEST_CASE("zero3 reduce-scatters over the whole world every micro-step") {
     for (const auto& s : eng.sharding()) rs_bytes += comm::ring_reduce_scatter_bytes(s.shard_numel, sizeof(float), n);
     CHECK(partition.bytes_sent == (n - 1) * result.gathered_shard_elements * sizeof(float) + accum * rs_bytes +
                                       comm::ring_all_reduce_bytes(1, sizeof(double), n));
+  }
+}
+
+TEST_CASE("replicas of a shard stay bit-identical without any parameter broadcast") {
+  auto backend = backends::make_backend("cpu", 1);
+  comm::MpiCollectives collectives;
+  for (const Layout& layout : layouts()) {
+    topology::Topology topo = topology::Topology::create({layout.ranks_per_node, layout.p});
+    if (topo.shape().replicas == 1) continue;
+    model::Gpt gpt(small_shape(), *backend, kB, kT);
+    engine::EngineOptions options;
+    options.micro_batch = kB;
+    options.grad_accum = 2;
+    options.grad_clip = 0.5f;
+    options.weight_decay = 0.1f;
+    engine::Engine eng(gpt, *backend, collectives, topo, options);
+    eng.init_parameters(11);
+    for (int step = 0; step < 3; ++step) eng.step(step, 1e-2f, batch_fn(topo.placement().world_rank));
+    INFO("p = " << layout.p << ", r = " << topo.shape().replicas);
+    // Every rank's data differs, yet the shards of one replication group must agree to the bit.
+    for (std::size_t u = 0; u < eng.sharding().size(); ++u) {
+      const std::size_t n = eng.sharding()[u].shard_numel;
+      for (float* shard : {eng.master_shard(static_cast<int>(u)), eng.adam_m_shard(static_cast<int>(u)),
+                           eng.adam_v_shard(static_cast<int>(u))}) {
+        std::vector<float> first(n);
+        std::copy(shard, shard + n, first.begin());
+        MPI_Bcast(first.data(), static_cast<int>(n), MPI_FLOAT, 0, topo.replication().handle());
+        int differs = std::memcmp(first.data(), shard, n * sizeof(float)) != 0;
+        MPI_Allreduce(MPI_IN_PLACE, &differs, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+        CHECK(differs == 0);
+      }
+    }
   }
 }
