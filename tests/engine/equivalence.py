@@ -83,6 +83,21 @@ def main():
         print("%-22s %4.1fs  loss rel diff %.2e  param max diff %.2e mean %.2e" %
               (name, proc.seconds, worst, max_diff, mean_diff), flush=True)
 
+    # Validation through the sharded forward (gathers with p > 1) sees the same sequences as one process
+    # when the total number of validation sequences is the same: 4 ranks x 2 batches = 1 rank x 8.
+    val_args = ["--train.val_every=10", "--train.val_batches=%d"]
+    runner.run_serial(["train", "--deck", deck] + COMMON + ["--run.name=val_ref", "--train.grad_accum=4",
+                                                           val_args[0], val_args[1] % 8])
+    runner.run_mpi(4, ["train", "--deck", deck] + COMMON + [
+        "--run.name=val_mics", "--parallel.strategy=mics", "--topology.ranks_per_node=2",
+        "--parallel.partition_size=4", val_args[0], val_args[1] % 2])
+    ref_val = [m["val_loss"] for m in runner.metrics("val_ref") if "val_loss" in m]
+    mics_val = [m["val_loss"] for m in runner.metrics("val_mics") if "val_loss" in m]
+    checks.check(len(ref_val) == 2 and len(mics_val) == 2, "validation ran %d and %d times" % (len(ref_val), len(mics_val)))
+    worst = max(abs(a - b) / a for a, b in zip(ref_val, mics_val))
+    checks.check(worst <= 1e-5, "validation loss under mics differs from one process by %.3g relative" % worst)
+    print("%-22s val loss rel diff %.2e" % ("w4_mics_p4 validation", worst), flush=True)
+
     # bf16 gathers: the forward and backward see every weight rounded to bf16 (relative error at most
     # 2^-9 ~ 2e-3), the master weights stay fp32. The loss may move by that relative amount at most;
     # the gathers across nodes must carry exactly half the bytes of the fp32 run.
