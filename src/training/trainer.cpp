@@ -303,6 +303,12 @@ int run_training(const config::Config& cfg, topology::Topology& topology, comm::
   if (const std::string& path = cfg.get_string("train.save_final"); !path.empty())
     save_final_weights(path, gpt.layout(), engine, rank);
 
+  if (start_step >= steps) {
+    MICS_LOG(warning) << "nothing to train: the checkpoint resumed from is already at step " << start_step
+                      << " of train.steps = " << steps
+                      << " (raise train.steps, or start afresh with train.resume=never or another run.name)";
+    return kExitOk;
+  }
   std::ostringstream summary;
   summary << "done: " << steps << " steps, final loss " << last_loss;
   if (!std::isnan(last_val)) summary << ", val loss " << last_val;
