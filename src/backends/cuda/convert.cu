@@ -1,5 +1,5 @@
 // fp32 <-> bf16 for half-size parameter gathers: gather bf16 shards, widen to fp32 for compute.
-#include <cuda_bf16.h>
+#include <cstdint>
 
 #include "common.cuh"
 #include "mics/backends/cuda/check.hpp"
@@ -8,13 +8,26 @@
 namespace mics::backends::cuda {
 namespace {
 
-// __float2bfloat16_rn rounds to nearest even and keeps NaN a NaN, as mics::bf16 does on the host.
-__global__ void f32_to_bf16_kernel(std::uint16_t* out, const float* in, std::size_t n) {
-  MICS_GRID_STRIDE(i, n) { out[i] = __bfloat16_as_ushort(__float2bfloat16_rn(in[i])); }
+// The same bit arithmetic as mics::bf16::round_from_float, so both backends produce identical bits.
+// (__float2bfloat16_rn rounds alike for numbers but turns every NaN into the canonical 0x7FFF, dropping
+// its sign and payload, where the host keeps the top bits and sets the quiet bit.)
+__device__ inline std::uint16_t round_to_bf16(float value) {
+  const std::uint32_t word = __float_as_uint(value);
+  if ((word & 0x7F800000u) == 0x7F800000u && (word & 0x007FFFFFu) != 0) {
+    return static_cast<std::uint16_t>((word >> 16) | 0x0040u);  // keep a NaN a NaN
+  }
+  // round to nearest, ties to even; a carry into the exponent rounds up correctly (to infinity at most)
+  const std::uint32_t rounding = 0x7FFFu + ((word >> 16) & 1u);
+  return static_cast<std::uint16_t>((word + rounding) >> 16);
 }
 
+__global__ void f32_to_bf16_kernel(std::uint16_t* out, const float* in, std::size_t n) {
+  MICS_GRID_STRIDE(i, n) { out[i] = round_to_bf16(in[i]); }
+}
+
+// exact: the bf16 bits are the top half of the float
 __global__ void bf16_to_f32_kernel(float* out, const std::uint16_t* in, std::size_t n) {
-  MICS_GRID_STRIDE(i, n) { out[i] = __bfloat162float(__ushort_as_bfloat16(in[i])); }
+  MICS_GRID_STRIDE(i, n) { out[i] = __uint_as_float(static_cast<std::uint32_t>(in[i]) << 16); }
 }
 
 }  // namespace

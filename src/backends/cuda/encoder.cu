@@ -59,6 +59,7 @@ void encoder_backward_wte(cudaStream_t stream, float* dwte, const float* dout, c
 
 void encoder_backward_wpe(cudaStream_t stream, float* dwpe, const float* dout, int B, int T, int C) {
   const std::size_t TC = static_cast<std::size_t>(T) * C;
+  if (TC == 0 || B == 0) return;  // a grid of zero blocks is a launch error
   encoder_backward_wpe_kernel<<<blocks_for(TC), kBlock, 0, stream>>>(dwpe, dout, B, T, C);
   CUDA_CHECK_LAUNCH();
 }

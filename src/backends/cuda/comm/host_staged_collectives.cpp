@@ -33,12 +33,12 @@ class HostStagedCollectives::Pending final : public comm::PendingCollective {
   Pending(HostStagedCollectives& owner, Request inner, PinnedBuffer<unsigned char> send_buffer,
           PinnedBuffer<unsigned char> recv_buffer, bool in_place, void* recv, std::size_t recv_bytes)
       : owner_(owner),
-        inner_(std::move(inner)),
         send_buffer_(std::move(send_buffer)),
         recv_buffer_(std::move(recv_buffer)),
         in_place_(in_place),
         recv_(recv),
-        recv_bytes_(recv_bytes) {}
+        recv_bytes_(recv_bytes),
+        inner_(std::move(inner)) {}
   ~Pending() override {
     if (finished_) return;
     try {
@@ -74,13 +74,15 @@ class HostStagedCollectives::Pending final : public comm::PendingCollective {
   }
 
   HostStagedCollectives& owner_;
-  Request inner_;
   PinnedBuffer<unsigned char> send_buffer_;
   PinnedBuffer<unsigned char> recv_buffer_;
   bool in_place_;
   void* recv_;
   std::size_t recv_bytes_;
   bool finished_ = false;
+  // Declared last, so destroyed first: an MPI request still in flight (the destructor's wait failed) is
+  // waited on by its own destructor while the pinned buffers it reads and writes are still allocated.
+  Request inner_;
 };
 
 HostStagedCollectives::HostStagedCollectives(cudaStream_t compute_stream, comm::Collectives& host)
