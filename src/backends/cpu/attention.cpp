@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <vector>
 
+#include "mics/backends/cpu/fast_exp.hpp"
 #include "mics/backends/cpu/kernels.hpp"
 
 namespace mics::backends::cpu {
@@ -35,8 +36,9 @@ void attention_forward(float* out, float* att, const float* qkv, int B, int T, i
           maxval = dot > maxval ? dot : maxval;
         }
         float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
         for (int t2 = 0; t2 <= t; t2++) {
-          const float e = std::exp(att_row[t2] - maxval);
+          const float e = fast_exp(att_row[t2] - maxval);
           att_row[t2] = e;
           sum += e;
         }

@@ -25,10 +25,26 @@ void scale(float* x, float a, std::size_t n) {
   for (std::size_t i = 0; i < n; i++) x[i] *= a;
 }
 
+// Double accumulation with kLanes independent partial sums per thread: a plain reduction loop is one serial
+// chain of dependent double adds (~4 cycles per element, latency-bound, several times slower than
+// streaming the memory); kLanes = 32 gives the compiler several independent vector accumulators. The
+// summation order changes, not the precision.
 double sum_squares(const float* x, std::size_t n) {
+  constexpr std::size_t kLanes = 32;
+  const std::size_t blocks = n / kLanes;
   double total = 0.0;
-#pragma omp parallel for schedule(static) reduction(+ : total)
-  for (std::size_t i = 0; i < n; i++) total += static_cast<double>(x[i]) * x[i];
+#pragma omp parallel reduction(+ : total)
+  {
+    double acc[kLanes] = {};
+#pragma omp for schedule(static)
+    for (std::size_t blk = 0; blk < blocks; blk++) {
+      const float* xb = x + blk * kLanes;
+#pragma omp simd
+      for (std::size_t j = 0; j < kLanes; j++) acc[j] += static_cast<double>(xb[j]) * xb[j];
+    }
+    for (std::size_t j = 0; j < kLanes; j++) total += acc[j];
+  }
+  for (std::size_t i = blocks * kLanes; i < n; i++) total += static_cast<double>(x[i]) * x[i];
   return total;
 }
 
