@@ -1,11 +1,44 @@
 // Flat-buffer ops the engine runs on parameter, gradient and optimizer shards.
 #include <cstddef>
+#include <cstdint>
+
+#if defined(__AVX512F__) || defined(__AVX__)
+#include <immintrin.h>
+#endif
+#include <omp.h>
 
 #include "mics/backends/cpu/kernels.hpp"
 
 namespace mics::backends::cpu {
 
+// Large fills (the engine zeroing whole gradient buffers, hundreds of MB) use non-temporal stores: a plain
+// store first reads every cache line it writes (read-for-ownership), so streaming stores halve the memory
+// traffic; those buffers are far larger than the caches, so nothing that would have stayed cached is lost.
+// Small fills keep plain stores, leaving the data in cache for the op that follows.
 void fill(float* x, std::size_t n, float value) {
+#if defined(__AVX512F__) || defined(__AVX__)
+  constexpr std::size_t kStreamThreshold = std::size_t{1} << 22;  // 4 Mi floats, 16 MiB
+  if (n >= kStreamThreshold) {
+#pragma omp parallel
+    {
+      const auto threads = static_cast<std::size_t>(omp_get_num_threads());
+      const auto thread = static_cast<std::size_t>(omp_get_thread_num());
+      std::size_t i = n * thread / threads;
+      const std::size_t end = n * (thread + 1) / threads;
+      for (; i < end && reinterpret_cast<std::uintptr_t>(x + i) % 64 != 0; i++) x[i] = value;
+#if defined(__AVX512F__)
+      const __m512 v = _mm512_set1_ps(value);
+      for (; i + 16 <= end; i += 16) _mm512_stream_ps(x + i, v);
+#else
+      const __m256 v = _mm256_set1_ps(value);
+      for (; i + 8 <= end; i += 8) _mm256_stream_ps(x + i, v);
+#endif
+      for (; i < end; i++) x[i] = value;
+      _mm_sfence();  // order the streaming stores before whatever reads the buffer next
+    }
+    return;
+  }
+#endif
 #pragma omp parallel for schedule(static)
   for (std::size_t i = 0; i < n; i++) x[i] = value;
 }
