@@ -193,16 +193,6 @@ bool huggingface_transposed(const std::string& mics_name) {
 
 namespace {
 
-// The tensors of an llm.c model file in file order (formats.md): layered names repeat for every layer.
-constexpr std::array<std::pair<const char*, bool>, 16> kLlmcOrder = {{
-    {"wte.weight", false},         {"wpe.weight", false},        {"ln_1.weight", true},
-    {"ln_1.bias", true},           {"attn.c_attn.weight", true}, {"attn.c_attn.bias", true},
-    {"attn.c_proj.weight", true},  {"attn.c_proj.bias", true},   {"ln_2.weight", true},
-    {"ln_2.bias", true},           {"mlp.c_fc.weight", true},    {"mlp.c_fc.bias", true},
-    {"mlp.c_proj.weight", true},   {"mlp.c_proj.bias", true},    {"ln_f.weight", false},
-    {"ln_f.bias", false},
-}};
-
 void export_llmc(OpenCheckpoint& ckpt, hid_t params, std::ofstream& out, const std::string& out_where) {
   const model::GptShape& s = ckpt.metadata.model;
   std::array<std::int32_t, 256> header{};
@@ -216,9 +206,9 @@ void export_llmc(OpenCheckpoint& ckpt, hid_t params, std::ofstream& out, const s
   header[7] = s.padded_vocab;
   write_or_throw(out, header.data(), sizeof(header), out_where);
   std::vector<float> buffer;
-  for (const auto& [suffix, layered] : kLlmcOrder) {
+  for (const auto& [suffix, layered] : model::kLlmcFileOrder) {
     for (int layer = 0; layer < (layered ? s.layers : 1); ++layer) {
-      const std::string name = layered ? "h." + std::to_string(layer) + "." + suffix : std::string(suffix);
+      const std::string name = layered ? "h." + std::to_string(layer) + "." + std::string(suffix) : std::string(suffix);
       const std::string where = ckpt.path + ": dataset /params/" + name;
       h5::Handle dataset = h5::open_dataset(params, name, ckpt.path + ": /params");
       const std::vector<hsize_t> dims = h5::dataset_dims(dataset.get(), where);

@@ -25,20 +25,6 @@ constexpr std::size_t kChunkElements = std::size_t{1} << 20;
 
 using Header = std::array<std::int32_t, kHeaderInts>;
 
-// One llm.c tensor: the mics name suffix of each layer's slice ("ln_1.weight" -> h.{l}.ln_1.weight),
-// or a whole top-level tensor when layered is false.
-struct FileTensor {
-  std::string_view name;
-  bool layered;
-};
-constexpr std::array<FileTensor, 16> kFileOrder = {{
-    {"wte.weight", false},         {"wpe.weight", false},        {"ln_1.weight", true},
-    {"ln_1.bias", true},           {"attn.c_attn.weight", true}, {"attn.c_attn.bias", true},
-    {"attn.c_proj.weight", true},  {"attn.c_proj.bias", true},   {"ln_2.weight", true},
-    {"ln_2.bias", true},           {"mlp.c_fc.weight", true},    {"mlp.c_fc.bias", true},
-    {"mlp.c_proj.weight", true},   {"mlp.c_proj.bias", true},    {"ln_f.weight", false},
-    {"ln_f.bias", false},
-}};
 
 std::size_t element_bytes(int version) { return version == kLlmcVersionBf16 ? 2 : 4; }
 
@@ -108,7 +94,7 @@ void check_same_shape(const std::string& path, const GptShape& file, const GptSh
 // Calls visit(tensor) for every mics tensor in the order its elements appear in the file.
 template <typename Visit>
 void for_each_in_file_order(const ParamLayout& layout, Visit&& visit) {
-  for (const FileTensor& ft : kFileOrder) {
+  for (const LlmcTensor& ft : kLlmcFileOrder) {
     if (!ft.layered) {
       visit(layout.tensor(std::string(ft.name)));
       continue;

@@ -6,6 +6,8 @@
 // Layered tensors hold all L layers back to back, so one file tensor maps onto L mics tensors
 // (h.{l}.ln_1.weight, ...) that live in different units; this module does that mapping by name.
 #pragma once
+#include <string_view>
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -17,6 +19,21 @@ namespace mics::model {
 inline constexpr std::int32_t kLlmcModelMagic = 20240326;
 inline constexpr int kLlmcVersionFp32 = 3;
 inline constexpr int kLlmcVersionBf16 = 5;
+
+// One tensor of the file, in file order: the mics name suffix of each layer's slice ("ln_1.weight" ->
+// h.{l}.ln_1.weight, all L layers back to back), or a whole top-level tensor when layered is false.
+struct LlmcTensor {
+  std::string_view name;
+  bool layered;
+};
+inline constexpr std::array<LlmcTensor, 16> kLlmcFileOrder = {{
+    {"wte.weight", false},         {"wpe.weight", false},        {"ln_1.weight", true},
+    {"ln_1.bias", true},           {"attn.c_attn.weight", true}, {"attn.c_attn.bias", true},
+    {"attn.c_proj.weight", true},  {"attn.c_proj.bias", true},   {"ln_2.weight", true},
+    {"ln_2.bias", true},           {"mlp.c_fc.weight", true},    {"mlp.c_fc.bias", true},
+    {"mlp.c_proj.weight", true},   {"mlp.c_proj.bias", true},    {"ln_f.weight", false},
+    {"ln_f.bias", false},
+}};
 
 // The shape a model file holds, after checking magic, version and that the file size matches it.
 // Throws mics::Error naming the file: bad magic, unsupported version, truncated, size mismatch.

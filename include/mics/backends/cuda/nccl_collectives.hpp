@@ -63,6 +63,8 @@ ncclDataType_t nccl_type(comm::DataType type);
 ncclRedOp_t nccl_op(comm::ReduceOp op);
 // true for device (or managed) memory, false for host memory of any kind.
 bool is_device_pointer(const void* ptr);
+// Both buffers on the device (true) or both on the host (false); a mix throws mics::Error (a caller bug).
+bool device_buffers(const void* send, const void* recv);
 
 class NcclCollectives final : public comm::Collectives {
  public:

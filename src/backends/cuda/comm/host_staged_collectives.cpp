@@ -16,16 +16,6 @@ using comm::DataType;
 using comm::ReduceOp;
 using comm::Request;
 
-namespace {
-bool device_buffers(const void* send, const void* recv) {
-  const bool send_device = is_device_pointer(send);
-  const bool recv_device = is_device_pointer(recv);
-  if (send_device != recv_device) {
-    throw Error("collective with one buffer in device memory and the other in host memory");
-  }
-  return recv_device;
-}
-}  // namespace
 
 // The host collective in flight; on completion the result is copied back on the compute stream.
 class HostStagedCollectives::Pending final : public comm::PendingCollective {

@@ -51,9 +51,6 @@ bool is_device_pointer(const void* ptr) {
   return attributes.type == cudaMemoryTypeDevice || attributes.type == cudaMemoryTypeManaged;
 }
 
-namespace {
-
-// Both buffers on the device (true) or both on the host (false); a mix is a caller bug.
 bool device_buffers(const void* send, const void* recv) {
   const bool send_device = is_device_pointer(send);
   const bool recv_device = is_device_pointer(recv);
@@ -62,6 +59,8 @@ bool device_buffers(const void* send, const void* recv) {
   }
   return recv_device;
 }
+
+namespace {
 
 void require_floating_for_average(DataType type, ReduceOp op) {
   if (op == ReduceOp::average && (type == DataType::i32 || type == DataType::i64)) {
