@@ -6,30 +6,41 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <string>
 #include <utility>
 #include <vector>
 
 namespace mics::checkpoint::h5 {
 
-// Owns one HDF5 identifier; closes it with the matching H5?close on scope exit.
+// Owns one HDF5 identifier; closes it with the matching H5?close on scope exit. A handle destroyed by
+// an exception that began after it was made is abandoned instead: closing a file or dataset opened
+// with MPI-IO is collective, and the peers of a rank that failed part-way are not in that call (the
+// caller stops the job or never commits the file, so nothing relies on the close).
 class Handle {
  public:
   using Closer = herr_t (*)(hid_t);
   Handle() = default;
-  Handle(hid_t id, Closer closer) : id_(id), closer_(closer) {}
-  Handle(Handle&& other) noexcept : id_(std::exchange(other.id_, H5I_INVALID_HID)), closer_(other.closer_) {}
+  Handle(hid_t id, Closer closer) : id_(id), closer_(closer), exceptions_at_birth_(std::uncaught_exceptions()) {}
+  Handle(Handle&& other) noexcept
+      : id_(std::exchange(other.id_, H5I_INVALID_HID)),
+        closer_(other.closer_),
+        exceptions_at_birth_(other.exceptions_at_birth_) {}
   Handle& operator=(Handle&& other) noexcept {
     if (this != &other) {
       reset();
       id_ = std::exchange(other.id_, H5I_INVALID_HID);
       closer_ = other.closer_;
+      exceptions_at_birth_ = other.exceptions_at_birth_;
     }
     return *this;
   }
   Handle(const Handle&) = delete;
   Handle& operator=(const Handle&) = delete;
-  ~Handle() { reset(); }
+  ~Handle() {
+    if (std::uncaught_exceptions() > exceptions_at_birth_) return;  // unwinding: abandon (see above)
+    reset();
+  }
 
   hid_t get() const { return id_; }
   bool valid() const { return id_ >= 0; }
@@ -48,6 +59,7 @@ class Handle {
   }
   hid_t id_ = H5I_INVALID_HID;
   Closer closer_ = nullptr;
+  int exceptions_at_birth_ = 0;
 };
 
 // Turns HDF5's own error-stack printing off while alive: mics reports errors with its own messages.

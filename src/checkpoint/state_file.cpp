@@ -115,6 +115,14 @@ int write_delay_ms() {
   return text ? std::max(0, std::atoi(text)) : 0;
 }
 
+bool injected_write_failure() {
+  const char* text = std::getenv(kWriteFailRankEnv);
+  if (!text) return false;
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  return std::atoi(text) == rank;
+}
+
 // Collective over the partition group: the whole state file, each rank writing its own slices.
 void write_state_file(const fs::path& path, engine::Engine& engine, backends::Backend& backend, MPI_Comm partition,
                       const model::ParamLayout& layout, const Metadata& metadata) {
@@ -135,6 +143,7 @@ void write_state_file(const fs::path& path, engine::Engine& engine, backends::Ba
                                  where + ": creating group " + name));
 
   const int delay_ms = write_delay_ms();
+  const bool fail_after_first_dataset = injected_write_failure();
   std::vector<float> host;
   for (std::size_t u = 0; u < layout.units().size(); ++u) {
     const engine::UnitSharding& sharding = engine.sharding()[u];
@@ -172,6 +181,7 @@ void write_state_file(const fs::path& path, engine::Engine& engine, backends::Ba
         h5::check(H5Dwrite(dataset.get(), H5T_NATIVE_FLOAT, memory.get(), file_space.get(), transfer.get(), source),
                   where + ": writing dataset " + name);
         if (delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+        if (fail_after_first_dataset) throw Error(where + ": injected write failure (" + kWriteFailRankEnv + ")");
       }
     }
   }

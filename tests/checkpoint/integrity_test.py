@@ -8,9 +8,13 @@
    non-zero naming that dataset; auto resume warns naming the checkpoint and falls back to the previous
    one (the ranks whose chunk is damaged and the others agree); naming it with train.resume=PATH is an
    error naming it, on every rank.
-3. train.resume=PATH of a .partial directory is an error saying it is not committed."""
+3. train.resume=PATH of a .partial directory is an error saying it is not committed.
+4. One writer rank fails part-way through a file (MICS_CHECKPOINT_FAIL_RANK) while its peers are in
+   collective HDF5 calls: the job stops within seconds (no hang) naming the checkpoint, `latest` still
+   names the previous checkpoint, and the run resumes from it."""
 import os
 import shutil
+import time
 
 import ckpt_test
 from ckpt_test import mics_test
@@ -94,6 +98,35 @@ def main():
                                                    *layout), check=False)
     log = named.stdout + named.stderr
     checks.check(named.returncode not in (0, 75) and "not committed" in log, "a named .partial is refused: " + log[-1000:])
+
+    # 4. A writer that fails part-way: the others are inside the file's collectives. step_5 is committed
+    # first; the run that goes on to step 10 fails while writing step_10.
+    name = "writefail"
+    rdir = ckpt_test.run_dir(runner, name)
+    runner.run_mpi(4, ckpt_test.train_argv(runner, name, "--checkpoint.every_steps=5", "--train.steps=5", *layout))
+    log_path = os.path.join(runner.dir, "writefail.log")
+    proc = ckpt_test.start_mpi(runner, 4, ckpt_test.train_argv(runner, name, "--checkpoint.every_steps=5",
+                                                                "--train.steps=10", *layout),
+                               log_path, env={"MICS_CHECKPOINT_FAIL_RANK": "1"})
+    start = time.monotonic()
+    try:
+        proc.wait(timeout=60)  # a hang ends the test here
+    finally:
+        ckpt_test.stop_group(proc)
+    seconds = time.monotonic() - start
+    with open(log_path) as f:
+        log = f.read()
+    checks.check(proc.returncode not in (0, 75), "a failed writer stops the job (rc %s)" % proc.returncode)
+    checks.check(seconds < 30, "the job stopped in %.1f s" % seconds)
+    checks.check("injected write failure" in log and "step_10" in log, "the message names the checkpoint:\n" + log[-1500:])
+    checks.check(not os.path.exists(os.path.join(rdir, "step_10")), "the failed checkpoint was not committed")
+    with open(os.path.join(rdir, "latest")) as f:
+        checks.check(f.read().strip() == "step_5", "latest still names step_5")
+    resumed = runner.run_mpi(4, ckpt_test.train_argv(runner, name, "--checkpoint.every_steps=5", "--train.steps=10",
+                                                     *layout))
+    checks.check("resumed from ckpt/%s/step_5 " % name in (resumed.stdout + resumed.stderr).replace(runner.dir + "/", ""),
+                 "the next run resumed from step_5")
+    checks.check(os.path.isdir(os.path.join(rdir, "step_10")), "and wrote step_10")
     checks.finish()
 
 

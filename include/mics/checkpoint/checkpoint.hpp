@@ -39,6 +39,9 @@ inline constexpr const char* kTensorGroups[] = {"params", "adam_m", "adam_v"};
 // Fault injection for tests: milliseconds each writer rank sleeps after every dataset it writes,
 // so a test can kill a rank while a checkpoint is being written.
 inline constexpr const char* kWriteDelayEnv = "MICS_CHECKPOINT_WRITE_DELAY_MS";
+// Fault injection for tests: the world rank named here fails after writing its first dataset, while
+// its peers are inside the file's collective calls (the job must stop, not hang, and keep `latest`).
+inline constexpr const char* kWriteFailRankEnv = "MICS_CHECKPOINT_FAIL_RANK";
 
 // Everything a checkpoint records besides the tensors.
 struct Metadata {
