@@ -195,15 +195,7 @@ namespace {
 
 void export_llmc(OpenCheckpoint& ckpt, hid_t params, std::ofstream& out, const std::string& out_where) {
   const model::GptShape& s = ckpt.metadata.model;
-  std::array<std::int32_t, 256> header{};
-  header[0] = model::kLlmcModelMagic;
-  header[1] = model::kLlmcVersionFp32;
-  header[2] = s.max_seq_len;
-  header[3] = s.vocab;
-  header[4] = s.layers;
-  header[5] = s.heads;
-  header[6] = s.channels;
-  header[7] = s.padded_vocab;
+  const std::array<std::int32_t, 256> header = model::llmc_header(s, model::kLlmcVersionFp32);
   write_or_throw(out, header.data(), sizeof(header), out_where);
   std::vector<float> buffer;
   for (const auto& [suffix, layered] : model::kLlmcFileOrder) {

@@ -137,13 +137,8 @@ void load_llmc_weights(const std::string& path, const ParamLayout& layout,
   });
 }
 
-void save_llmc_weights(const std::string& path, const ParamLayout& layout,
-                       const std::function<const float*(int unit)>& unit_buffer, int version) {
-  if (version != kLlmcVersionFp32 && version != kLlmcVersionBf16)
-    throw Error("model file " + path + ": cannot write version " + std::to_string(version) +
-                " (supported: 3 = fp32, 5 = bf16)");
-  const GptShape& s = layout.shape();
-  Header header{};
+std::array<std::int32_t, 256> llmc_header(const GptShape& s, int version) {
+  std::array<std::int32_t, 256> header{};
   header[0] = kLlmcModelMagic;
   header[1] = version;
   header[2] = s.max_seq_len;
@@ -152,6 +147,15 @@ void save_llmc_weights(const std::string& path, const ParamLayout& layout,
   header[5] = s.heads;
   header[6] = s.channels;
   header[7] = s.padded_vocab;
+  return header;
+}
+
+void save_llmc_weights(const std::string& path, const ParamLayout& layout,
+                       const std::function<const float*(int unit)>& unit_buffer, int version) {
+  if (version != kLlmcVersionFp32 && version != kLlmcVersionBf16)
+    throw Error("model file " + path + ": cannot write version " + std::to_string(version) +
+                " (supported: 3 = fp32, 5 = bf16)");
+  const Header header = llmc_header(layout.shape(), version);
 
   const std::string temp_path = path + ".tmp";
   {

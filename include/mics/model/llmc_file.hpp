@@ -20,6 +20,9 @@ inline constexpr std::int32_t kLlmcModelMagic = 20240326;
 inline constexpr int kLlmcVersionFp32 = 3;
 inline constexpr int kLlmcVersionBf16 = 5;
 
+// The 256-int32 header of a model of `shape` in file `version` (3 or 5).
+std::array<std::int32_t, 256> llmc_header(const GptShape& shape, int version);
+
 // One tensor of the file, in file order: the mics name suffix of each layer's slice ("ln_1.weight" ->
 // h.{l}.ln_1.weight, all L layers back to back), or a whole top-level tensor when layered is false.
 struct LlmcTensor {
