@@ -1,11 +1,8 @@
 // Unit tests of the checkpoint area's pieces: flat-range hyperslab selection against brute force,
 // checkpoint directory listing and retention, and the agreement of ranks on the first error.
-#include <catch2/catch.hpp>
-
-#include "mics/comm/agreement.hpp"
 #include <mpi.h>
-#include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -13,7 +10,9 @@
 
 #include "h5.hpp"
 #include "mics/checkpoint/checkpoint.hpp"
+#include "mics/comm/agreement.hpp"
 #include "store.hpp"
+#include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using namespace mics::checkpoint;
@@ -40,18 +39,6 @@ std::set<std::size_t> selected(hid_t space, const std::vector<hsize_t>& dims) {
   }
   return out;
 }
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char pattern[] = "/tmp/mics-ckpt-test-XXXXXX";
-    path = ::mkdtemp(pattern);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 int world_rank() {
   int rank = 0;
@@ -80,15 +67,15 @@ TEST_CASE("select_flat_range selects exactly [begin, end) of 1-D and 2-D dataset
 
 TEST_CASE("list_checkpoints, latest and retention", "[checkpoint]") {
   if (world_rank() != 0) return;
-  TempDir dir;
-  for (int step = 1; step <= 10; ++step) fs::create_directories(dir.path / step_dir_name(step));
-  fs::create_directories(dir.path / "step_3.partial");
-  fs::create_directories(dir.path / "step_12.partial");
-  fs::create_directories(dir.path / "step_x");
-  fs::create_directories(dir.path / "other");
-  std::ofstream(dir.path / kLatestFileName) << "step_10\n";
+  const mics::test::TempDir dir("ckpt-store");
+  for (int step = 1; step <= 10; ++step) fs::create_directories(dir.path() / step_dir_name(step));
+  fs::create_directories(dir.path() / "step_3.partial");
+  fs::create_directories(dir.path() / "step_12.partial");
+  fs::create_directories(dir.path() / "step_x");
+  fs::create_directories(dir.path() / "other");
+  std::ofstream(dir.path() / kLatestFileName) << "step_10\n";
 
-  const std::vector<Entry> entries = list_checkpoints(dir.path);
+  const std::vector<Entry> entries = list_checkpoints(dir.path());
   REQUIRE(entries.size() == 12);
   CHECK(entries.front().step == 1);
   CHECK(entries[2].step == 3);
@@ -97,12 +84,12 @@ TEST_CASE("list_checkpoints, latest and retention", "[checkpoint]") {
   CHECK_FALSE(entries[3].committed);
   CHECK(entries.back().step == 12);
   CHECK_FALSE(entries.back().committed);
-  REQUIRE(read_latest(dir.path));
-  CHECK(*read_latest(dir.path) == dir.path / "step_10");
+  REQUIRE(read_latest(dir.path()));
+  CHECK(*read_latest(dir.path()) == dir.path() / "step_10");
 
-  store::prune(dir.path, Retention{2, 4}, 10);
+  store::prune(dir.path(), Retention{2, 4}, 10);
   std::set<std::string> left;
-  for (const auto& item : fs::directory_iterator(dir.path)) left.insert(item.path().filename().string());
+  for (const auto& item : fs::directory_iterator(dir.path())) left.insert(item.path().filename().string());
   // The last two, the multiples of 4, the partial newer than the commit, and what is not a checkpoint.
   CHECK(left == std::set<std::string>{"step_4", "step_8", "step_9", "step_10", "step_12.partial", "step_x", "other",
                                       "latest"});
@@ -110,12 +97,12 @@ TEST_CASE("list_checkpoints, latest and retention", "[checkpoint]") {
 
 TEST_CASE("latest that names no step directory is ignored", "[checkpoint]") {
   if (world_rank() != 0) return;
-  TempDir dir;
-  CHECK_FALSE(read_latest(dir.path));
-  std::ofstream(dir.path / kLatestFileName) << "step_5.partial\n";
-  CHECK_FALSE(read_latest(dir.path));
-  std::ofstream(dir.path / kLatestFileName) << "../elsewhere\n";
-  CHECK_FALSE(read_latest(dir.path));
+  const mics::test::TempDir dir("ckpt-store");
+  CHECK_FALSE(read_latest(dir.path()));
+  std::ofstream(dir.path() / kLatestFileName) << "step_5.partial\n";
+  CHECK_FALSE(read_latest(dir.path()));
+  std::ofstream(dir.path() / kLatestFileName) << "../elsewhere\n";
+  CHECK_FALSE(read_latest(dir.path()));
 }
 
 TEST_CASE("comm::first_error: every rank gets the lowest failing rank's message", "[checkpoint][mpi]") {

@@ -6,7 +6,7 @@
 #include <fstream>
 #include <vector>
 
-#include "../data/temp_dir.hpp"
+#include "temp_dir.hpp"
 #include "mics/model/llmc_file.hpp"
 #include "mics/util/bf16.hpp"
 #include "mics/util/error.hpp"
