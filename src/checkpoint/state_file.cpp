@@ -97,17 +97,9 @@ Metadata read_metadata_from(hid_t file, const std::string& where) {
 }
 
 void check_model(const std::string& where, const model::GptShape& saved, const model::GptShape& want) {
-  const auto same = [&](const char* what, int got, int expected) {
-    if (got != expected)
-      throw Error(where + ": the checkpoint's model has " + what + " = " + std::to_string(got) +
-                  " but the deck's model has " + std::to_string(expected));
-  };
-  same("layers", saved.layers, want.layers);
-  same("heads", saved.heads, want.heads);
-  same("channels", saved.channels, want.channels);
-  same("vocab", saved.vocab, want.vocab);
-  same("padded vocab", saved.padded_vocab, want.padded_vocab);
-  same("max sequence length", saved.max_seq_len, want.max_seq_len);
+  if (const auto d = model::first_difference(saved, want))
+    throw Error(where + ": the checkpoint's model has " + d->field + " = " + std::to_string(d->found) +
+                " but the deck's model has " + std::to_string(d->expected));
 }
 
 int write_delay_ms() {

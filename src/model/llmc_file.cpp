@@ -78,17 +78,9 @@ Header read_checked_header(const std::string& path) {
 }
 
 void check_same_shape(const std::string& path, const GptShape& file, const GptShape& model) {
-  const auto check = [&](const char* field, int in_file, int in_model) {
-    if (in_file != in_model)
-      throw Error("model file " + path + ": shape mismatch: " + field + " is " + std::to_string(in_file) +
-                  " in the file but " + std::to_string(in_model) + " in the model");
-  };
-  check("max_seq_len (maxT)", file.max_seq_len, model.max_seq_len);
-  check("vocab (V)", file.vocab, model.vocab);
-  check("layers (L)", file.layers, model.layers);
-  check("heads (NH)", file.heads, model.heads);
-  check("channels (C)", file.channels, model.channels);
-  check("padded_vocab (Vp)", file.padded_vocab, model.padded_vocab);
+  if (const auto d = first_difference(file, model))
+    throw Error("model file " + path + ": shape mismatch: " + d->field + " is " + std::to_string(d->found) +
+                " in the file but " + std::to_string(d->expected) + " in the model");
 }
 
 // Calls visit(tensor) for every mics tensor in the order its elements appear in the file.

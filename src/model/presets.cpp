@@ -65,4 +65,18 @@ void validate_shape(const GptShape& s) {
   }
 }
 
+std::optional<ShapeDifference> first_difference(const GptShape& found, const GptShape& expected) {
+  const ShapeDifference fields[] = {
+      {"max_seq_len (maxT)", found.max_seq_len, expected.max_seq_len},
+      {"vocab (V)", found.vocab, expected.vocab},
+      {"layers (L)", found.layers, expected.layers},
+      {"heads (NH)", found.heads, expected.heads},
+      {"channels (C)", found.channels, expected.channels},
+      {"padded_vocab (Vp)", found.padded_vocab, expected.padded_vocab},
+  };
+  for (const ShapeDifference& d : fields)
+    if (d.found != d.expected) return d;
+  return std::nullopt;
+}
+
 }  // namespace mics::model

@@ -59,20 +59,9 @@ void load_initial_weights(const std::string& init, const model::ParamLayout& lay
     return;
   }
   if (init.rfind("llmc:", 0) != 0)
-    throw Error("model.init = " + init + " is not understood (expected gpt2 or llmc:PATH)");
+    throw Error("not understood (expected gpt2 or llmc:PATH)");  // the caller names the key
   const std::string path = init.substr(5);
-  const model::GptShape file = model::read_llmc_header(path);
-  const model::GptShape& want = layout.shape();
-  auto mismatch = [&](const char* what, int got, int expected) {
-    if (got != expected)
-      throw Error("model.init: " + path + " has " + what + " = " + std::to_string(got) + " but the deck's model has " +
-                  std::to_string(expected));
-  };
-  mismatch("layers", file.layers, want.layers);
-  mismatch("heads", file.heads, want.heads);
-  mismatch("channels", file.channels, want.channels);
-  mismatch("padded vocab", file.padded_vocab, want.padded_vocab);
-  mismatch("max sequence length", file.max_seq_len, want.max_seq_len);
+  // The file's header is checked against the deck's model field by field while loading.
   std::vector<std::vector<float>> units(layout.units().size());
   for (std::size_t u = 0; u < units.size(); ++u) units[u].assign(layout.units()[u].numel, 0.0f);
   model::load_llmc_weights(path, layout, [&units](int unit) { return units[static_cast<std::size_t>(unit)].data(); });

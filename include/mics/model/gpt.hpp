@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -36,6 +37,14 @@ GptShape preset_shape(std::string_view name);
 std::vector<std::string> preset_names();
 // Throws mics::Error naming the bad value (non-positive sizes, C not divisible by NH, Vp < V ...).
 void validate_shape(const GptShape& shape);
+
+// The first field in which two shapes differ (for "the file has X = a but the model has b" errors).
+struct ShapeDifference {
+  const char* field;  // "layers (L)", "channels (C)", ...
+  int found;
+  int expected;
+};
+std::optional<ShapeDifference> first_difference(const GptShape& found, const GptShape& expected);
 
 struct TensorInfo {
   std::string name;              // GPT-2 names: "wte.weight", "h.3.attn.c_attn.weight", "ln_f.bias"
