@@ -38,7 +38,7 @@ __global__ void crossentropy_forward_kernel(float* losses, float* inv_sum, float
     if (value > acc.max) {
       acc.sum = acc.sum * expf(acc.max - value) + 1.0f;  // expf(-inf) = 0 on the first element
       acc.max = value;
-    } else {
+    } else if (value != -INFINITY) {  // exp(-inf) adds 0; with acc.max still -inf it would be exp(NaN)
       acc.sum += expf(value - acc.max);
     }
   }
