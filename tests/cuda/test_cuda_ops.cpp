@@ -170,7 +170,7 @@ double gelu_grad(double x) {
 // --- encoder ----------------------------------------------------------------------------------------------
 
 GPU_TEST(encoder_forward_backward) {
-  const int B = 3, T = 9, C = 70, Vp = 64, N = B * T;
+  const int B = 3, T = 9, C = 300, Vp = 64, N = B * T;  // C > 256: two column blocks in the dwte grid
   const auto inp = randint(N, 7);  // few tokens: buckets with many positions
   const auto wte = randn(static_cast<std::size_t>(Vp) * C), wpe = randn(static_cast<std::size_t>(T) * C);
   const auto dout = randn(static_cast<std::size_t>(N) * C);
@@ -180,13 +180,16 @@ GPU_TEST(encoder_forward_backward) {
        d_dwpe = upload(dwpe0);
   auto d_out = gpu().alloc<float>(static_cast<std::size_t>(N) * C);
   gpu().encoder_forward(d_out.data(), d_inp.data(), d_wte.data(), d_wpe.data(), B, T, C);
+  // batch row 0 alone first, then all B rows: the bucket buffers grow between the calls
+  gpu().encoder_backward(d_dwte.data(), d_dwpe.data(), d_dout.data(), d_inp.data(), 1, T, C);
   gpu().encoder_backward(d_dwte.data(), d_dwpe.data(), d_dout.data(), d_inp.data(), B, T, C);
   Vec out(static_cast<std::size_t>(N) * C), dwte = widen(dwte0), dwpe = widen(dwpe0);
   for (int i = 0; i < N; ++i)
     for (int c = 0; c < C; ++c) {
       out[i * C + c] = static_cast<double>(wte[inp[i] * C + c]) + wpe[(i % T) * C + c];
-      dwte[inp[i] * C + c] += dout[i * C + c];
-      dwpe[(i % T) * C + c] += dout[i * C + c];
+      const int times = i < T ? 2 : 1;  // row 0 went through both calls
+      dwte[inp[i] * C + c] += times * dout[i * C + c];
+      dwpe[(i % T) * C + c] += times * dout[i * C + c];
     }
   CHECK_REL(download(d_out), out, kElementwise);
   CHECK_REL(download(d_dwte), dwte, kElementwise);
@@ -196,7 +199,9 @@ GPU_TEST(encoder_forward_backward) {
 // --- layernorm ---------------------------------------------------------------------------------------------
 
 GPU_TEST(layernorm_forward_backward) {
-  const int N = 37, C = 80;
+  // N > kColumnChunks, not a multiple of it: 3 rows per chunk and empty last chunks; N % 8 != 0: a last
+  // block with fewer rows than warps; C > 256: two column blocks in the parameter-gradient grids
+  const int N = 150, C = 300;
   const auto inp = randn(static_cast<std::size_t>(N) * C, 2.0f);
   auto shifted = inp;
   for (float& x : shifted) x += 3.0f;  // |mean| > std: the two-pass variance matters
@@ -246,7 +251,7 @@ GPU_TEST(layernorm_forward_backward) {
 // --- matmul --------------------------------------------------------------------------------------------------
 
 GPU_TEST(matmul_forward_backward) {
-  const int N = 33, C = 70, OC = 50;
+  const int N = 150, C = 70, OC = 300;  // bias partials: 3 rows per chunk, empty last chunks, two column blocks
   const auto inp = randn(static_cast<std::size_t>(N) * C), w = randn(static_cast<std::size_t>(OC) * C),
              b = randn(OC), dout = randn(static_cast<std::size_t>(N) * OC);
   const auto dw0 = randn(w.size()), db0 = randn(OC);
@@ -292,7 +297,8 @@ GPU_TEST(matmul_forward_backward) {
 // --- attention -------------------------------------------------------------------------------------------------
 
 GPU_TEST(attention_forward_backward) {
-  const int B = 2, T = 40, C = 48, NH = 3;  // T > 32: the warp loops wrap; hs = 16
+  // T > 32: the warp loops wrap; B*NH*T = 222 rows, not a multiple of the 8 per block; hs = 16
+  const int B = 2, T = 37, C = 48, NH = 3;
   const auto qkv = randn(static_cast<std::size_t>(B) * T * 3 * C);
   const auto dout = randn(static_cast<std::size_t>(B) * T * C);
   const AttentionRef ref = ref_attention(widen(qkv), B, T, C, NH);
@@ -420,13 +426,14 @@ GPU_TEST(adamw_step) {
   const auto p0 = randn(n), g = randn(n), m0 = randn(n, 0.1f);
   auto v0 = randn(n, 0.1f);
   for (float& v : v0) v = v * v;
-  const mics::backends::AdamWStep hp{1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 3};
+  const mics::backends::AdamWStep hp{1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 3, 0.7f};  // grad_scale != 1
   auto d_p = upload(p0), d_g = upload(g), d_m = upload(m0), d_v = upload(v0);
   gpu().adamw(d_p.data(), d_g.data(), d_m.data(), d_v.data(), n, hp);
   Vec p(n), m(n), v(n);
   for (std::size_t i = 0; i < n; ++i) {
-    m[i] = 0.9 * m0[i] + 0.1 * g[i];
-    v[i] = 0.95 * v0[i] + 0.05 * static_cast<double>(g[i]) * g[i];
+    const double gs = static_cast<double>(g[i]) * hp.grad_scale;
+    m[i] = 0.9 * m0[i] + 0.1 * gs;
+    v[i] = 0.95 * v0[i] + 0.05 * gs * gs;
     const double mhat = m[i] / (1.0 - std::pow(0.9, 3)), vhat = v[i] / (1.0 - std::pow(0.95, 3));
     p[i] = p0[i] - 1e-2 * (mhat / (std::sqrt(vhat) + 1e-8) + 0.1 * p0[i]);
   }
