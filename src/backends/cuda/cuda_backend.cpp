@@ -131,7 +131,7 @@ void CudaBackend::encoder_backward(float* dwte, float* dwpe, const float* dout, 
   std::int32_t* ids = tokens_host_.data();
   CUDA_CHECK(cudaMemcpyAsync(ids, inp, N * sizeof(std::int32_t), cudaMemcpyDeviceToHost, stream_.get()));
   stream_.synchronize();
-  // Counting sort of positions by token: buckets in ascending token order, positions ascending inside.
+  // Stable sort of positions by token: buckets in ascending token order, positions ascending inside.
   std::int32_t* tokens = ids + N;
   std::int32_t* offsets = tokens + N;
   std::int32_t* positions = offsets + N + 1;
