@@ -115,7 +115,7 @@ struct Scratch {
   float *q, *k, *v, *dy, *dq, *dk, *dv, *datt;
 };
 
-Scratch carve(float* workspace, int B, int T, int C, int NH) {
+Scratch carve(float* workspace, int B, int T, int C) {
   const std::size_t btc = static_cast<std::size_t>(B) * T * C;
   Scratch s{};
   s.q = workspace;
@@ -126,7 +126,6 @@ Scratch carve(float* workspace, int B, int T, int C, int NH) {
   s.dk = s.dq + btc;
   s.dv = s.dk + btc;
   s.datt = s.dv + btc;
-  (void)NH;
   return s;
 }
 
@@ -142,7 +141,7 @@ void attention_forward(const GemmContext& ctx, float* out, float* att, const flo
   const int hs = C / NH;
   const std::size_t btc = static_cast<std::size_t>(B) * T * C;
   if (btc == 0) return;
-  const Scratch s = carve(workspace, B, T, C, NH);
+  const Scratch s = carve(workspace, B, T, C);
   permute_qkv_kernel<<<grid_stride_blocks(btc), kBlock, 0, ctx.stream>>>(s.q, s.k, s.v, qkv, T, NH, hs, btc);
   CUDA_CHECK_LAUNCH();
   const int batch = B * NH;
@@ -165,7 +164,7 @@ void attention_backward(const GemmContext& ctx, float* dqkv, const float* dout, 
   const int hs = C / NH;
   const std::size_t btc = static_cast<std::size_t>(B) * T * C;
   if (btc == 0) return;
-  const Scratch s = carve(workspace, B, T, C, NH);
+  const Scratch s = carve(workspace, B, T, C);
   permute_qkv_kernel<<<grid_stride_blocks(btc), kBlock, 0, ctx.stream>>>(s.q, s.k, s.v, qkv, T, NH, hs, btc);
   CUDA_CHECK_LAUNCH();
   permute_heads_kernel<<<grid_stride_blocks(btc), kBlock, 0, ctx.stream>>>(s.dy, dout, T, NH, hs, btc);

@@ -4,6 +4,8 @@
 
 #include <cstddef>
 
+#include "mics/backends/cuda/kernels.hpp"
+
 namespace mics::backends::cuda {
 
 inline constexpr int kWarp = 32;
@@ -38,6 +40,9 @@ __device__ inline T block_sum(T value, T* shared) {
   T total = lane < warps ? shared[lane] : T(0);
   return warp_sum(total);
 }
+
+// Row chunks of the deterministic two-pass column sums (kColumnChunks, or one per row when fewer).
+inline int column_chunks(int rows) { return rows < kColumnChunks ? rows : kColumnChunks; }
 
 // Grid-stride loop bounds for elementwise kernels over n elements.
 #define MICS_GRID_STRIDE(i, n)                                                                   \

@@ -9,8 +9,6 @@ namespace {
 
 constexpr int kRowsPerBlock = kBlock / kWarp;
 
-int chunks_for(int N) { return N < kColumnChunks ? N : kColumnChunks; }
-
 // one warp per row of inp (N,C)
 __global__ void layernorm_forward_kernel(float* out, float* mean, float* rstd, const float* inp,
                                          const float* weight, const float* bias, int N, int C) {
@@ -102,7 +100,7 @@ void layernorm_forward(cudaStream_t stream, float* out, float* mean, float* rstd
 }
 
 std::size_t layernorm_backward_workspace(int N, int C) {
-  return 2 * static_cast<std::size_t>(chunks_for(N)) * static_cast<std::size_t>(C);
+  return 2 * static_cast<std::size_t>(column_chunks(N)) * static_cast<std::size_t>(C);
 }
 
 void layernorm_backward(cudaStream_t stream, float* dinp, float* dweight, float* dbias, const float* dout,
@@ -112,7 +110,7 @@ void layernorm_backward(cudaStream_t stream, float* dinp, float* dweight, float*
   layernorm_backward_input_kernel<<<blocks_for(static_cast<std::size_t>(N), kRowsPerBlock), kBlock, 0, stream>>>(
       dinp, dout, inp, weight, mean, rstd, N, C);
   CUDA_CHECK_LAUNCH();
-  const int chunks = chunks_for(N);
+  const int chunks = column_chunks(N);
   const int rows_per_chunk = (N + chunks - 1) / chunks;
   float* partial_dw = workspace;
   float* partial_db = workspace + static_cast<std::size_t>(chunks) * C;

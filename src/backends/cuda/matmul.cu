@@ -8,8 +8,6 @@
 namespace mics::backends::cuda {
 namespace {
 
-int chunks_for(int N) { return N < kColumnChunks ? N : kColumnChunks; }
-
 // out (N,OC) += bias (OC) per row
 __global__ void add_bias_kernel(float* out, const float* bias, int OC, std::size_t total) {
   MICS_GRID_STRIDE(i, total) { out[i] += bias[i % static_cast<std::size_t>(OC)]; }
@@ -70,7 +68,7 @@ void matmul_forward(const GemmContext& ctx, float* out, const float* inp, const 
 }
 
 std::size_t matmul_backward_workspace(int N, int OC) {
-  return static_cast<std::size_t>(chunks_for(N)) * static_cast<std::size_t>(OC);
+  return static_cast<std::size_t>(column_chunks(N)) * static_cast<std::size_t>(OC);
 }
 
 void matmul_backward(const GemmContext& ctx, float* dinp, float* dweight, float* dbias, const float* dout,
@@ -80,7 +78,7 @@ void matmul_backward(const GemmContext& ctx, float* dinp, float* dweight, float*
   // dweight^T (C,OC) += inp^T (C,N) @ dout (N,OC): dout's buffer is dout^T column-major, so transpose it
   gemm(ctx, false, true, C, OC, N, 1.0f, inp, C, 0, dout, OC, 0, 1.0f, dweight, C, 0, 1);
   if (dbias == nullptr || N == 0) return;
-  const int chunks = chunks_for(N);
+  const int chunks = column_chunks(N);
   const int rows_per_chunk = (N + chunks - 1) / chunks;
   const dim3 grid(blocks_for(static_cast<std::size_t>(OC)), static_cast<unsigned int>(chunks));
   bias_partials_kernel<<<grid, kBlock, 0, ctx.stream>>>(workspace, dout, N, OC, rows_per_chunk);
