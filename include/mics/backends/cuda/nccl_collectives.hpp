@@ -9,11 +9,21 @@
 // compute stream that the communication stream waits on (the data is ready); completing one (wait(), or
 // test() returning true) makes the compute stream wait on an event recorded after the collective. So a
 // non-blocking gather of the next unit overlaps the current unit's compute, and no host thread blocks.
-// Blocking calls also wait on the host before returning.
+// Blocking calls also wait on the host (polling, under the timeout) before returning.
 //
 // Failure: a watchdog thread polls every in-flight collective; on an asynchronous NCCL error, or one not
-// finished within the timeout, it aborts every communicator (ncclCommAbort) and the job (MPI_Abort) with a
-// message, so a dead peer never hangs the job.
+// finished within the timeout, it records the error and aborts every communicator (ncclCommAbort), which
+// ends the stuck kernels so a host thread blocked on a stream returns. It calls no MPI (MPI runs with
+// MPI_THREAD_FUNNELED: only the main thread may). The main thread raises the recorded error as mics::Error
+// at its next call into these collectives (issuing, test(), a blocking wait, even a host-memory or barrier
+// call), and the one-rank fatal path (fatal_one: MPI_Abort from the main thread) ends the job. Only if the
+// main thread does not get there within NcclOptions::exit_grace (blocked in an MPI call on a peer that will
+// never come) does the watchdog end the process itself. Errors seen by the main thread throw the same way.
+// NCCL calls are not thread-safe across the communicators of one device: the watchdog and the main thread
+// take turns on a mutex for every NCCL call.
+//
+// Semantics as MpiCollectives, except ReduceOp::average, which is ncclAvg (each input multiplied by 1/n,
+// then summed): equal to MPI's sum / n when n is a power of two, within rounding otherwise.
 //
 // Buffers in host memory (the engine's scalars: loss and gradient-norm sums) and barriers go to the `host`
 // collectives (MPI) unchanged. Traffic counters are recorded on the comm::Communicator as MpiCollectives
@@ -24,6 +34,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -53,9 +64,14 @@ namespace mics::backends::cuda {
 namespace mics::backends::cuda {
 
 struct NcclOptions {
-  // A communicator init, or a collective, not finished after this long aborts the job.
+  // A collective (or its enqueueing) not finished this long after it was issued is an error of this rank.
   std::chrono::milliseconds timeout = std::chrono::minutes(10);
+  // The same for a communicator init (all ranks of the group must arrive).
+  std::chrono::milliseconds init_timeout = std::chrono::minutes(10);
   std::chrono::milliseconds watchdog_period = std::chrono::milliseconds(20);
+  // After the communicators were aborted, how long the main thread has to raise the error before the
+  // watchdog ends the process (exit status 1, the reason on stderr).
+  std::chrono::milliseconds exit_grace = std::chrono::minutes(1);
 };
 
 // ncclDataType_t / ncclRedOp_t of the comm enums (average is ncclAvg).
@@ -102,8 +118,6 @@ class NcclCollectives final : public comm::Collectives {
 
   cudaStream_t comm_stream() const { return comm_stream_.get(); }
   cudaStream_t compute_stream() const { return compute_stream_; }
-  // The NCCL communicator of `comm` (created on first use: collective over `comm`).
-  ncclComm_t nccl_comm(comm::Communicator& comm);
 
  private:
   struct InFlight {
@@ -112,28 +126,58 @@ class NcclCollectives final : public comm::Collectives {
     std::string what;
     std::vector<ncclComm_t> comms;
   };
+  // One enqueueing step of a collective: `enqueue` issues NCCL calls on `comm` (and CUDA work) on the
+  // given stream and returns the NCCL result; the next step is issued once `comm` has enqueued them.
+  struct Phase {
+    ncclComm_t comm = nullptr;  // nullptr: CUDA work only
+    std::function<ncclResult_t(cudaStream_t)> enqueue;
+  };
   class Pending;
-  template <class Enqueue>
-  comm::Request launch(std::string what, std::vector<ncclComm_t> comms, bool blocking, Enqueue&& enqueue);
+  comm::Request launch(const std::string& what, const std::vector<Phase>& phases, bool blocking);
+  comm::Request all_gather_on(const void* send, void* recv, std::size_t count, comm::DataType type,
+                              comm::Communicator& comm, bool blocking);
+  comm::Request hierarchical_on(const void* send, void* recv, std::size_t count, comm::DataType type,
+                                comm::Communicator& inter_node, comm::Communicator& intra_node, bool blocking);
+  comm::Request reduce_scatter_on(const void* send, void* recv, std::size_t count, comm::DataType type,
+                                  comm::ReduceOp op, comm::Communicator& comm, bool blocking);
+  comm::Request all_reduce_on(const void* send, void* recv, std::size_t count, comm::DataType type,
+                              comm::ReduceOp op, comm::Communicator& comm, bool blocking);
+  comm::Request broadcast_on(void* buffer, std::size_t count, comm::DataType type, int root,
+                             comm::Communicator& comm, bool blocking);
+  // The NCCL communicator of `comm` (created on first use: collective over `comm`).
+  ncclComm_t nccl_comm(comm::Communicator& comm);
   ncclComm_t create(const comm::Communicator& comm);
-  // Polls until `comm` has no operation being enqueued; errors and the timeout abort the job.
+  // check_failed(), then device_buffers(send, recv).
+  bool on_device(const void* send, const void* recv);
+  // Polls until `comm` has enqueued what it was given; errors and the timeout fail.
   void wait_ready(ncclComm_t comm, const std::string& what);
-  void check_async(ncclComm_t comm, const std::string& what);
+  // Host wait for `done` (a blocking collective), raising failures and the timeout.
+  void block(const Event& done, const std::string& what);
+  // Main thread: throws the recorded failure as mics::Error once the communicators were aborted.
+  void check_failed() const;
+  // Records `message` (the first failure is kept) and aborts every communicator once. Holds mutex_.
+  void abort_locked(const std::string& message);
+  // Main thread: abort_locked, then throw the first failure.
   [[noreturn]] void fail(const std::string& message);
   void watchdog_loop();
+  void await_main_thread();
 
   int device_;
+  int world_rank_;
   cudaStream_t compute_stream_;
   comm::Collectives& host_;
   NcclOptions options_;
   Stream comm_stream_;
   Event ready_;
-  std::vector<std::pair<MPI_Comm, ncclComm_t>> comms_;
+  std::vector<std::pair<MPI_Comm, ncclComm_t>> comms_;  // written by the main thread under mutex_
 
-  std::mutex mutex_;                 // guards in_flight_ and comms_ reads by the watchdog
+  // Every NCCL call on comms_ (either thread), in_flight_, failure_ and aborted_.
+  mutable std::mutex mutex_;
   std::vector<InFlight> in_flight_;
+  std::string failure_;
+  bool aborted_ = false;
+  std::atomic<bool> failed_{false};  // failure_ is set and the communicators are aborted
   std::atomic<bool> stop_{false};
-  std::atomic<bool> aborted_{false};
   std::thread watchdog_;
 };
 

@@ -1,9 +1,12 @@
 // NcclCollectives: NCCL communicators from the MPI groups, a communication stream ordered against the
-// compute stream with events, and a watchdog that turns a dead peer into an abort instead of a hang.
+// compute stream with events, and a watchdog that turns a dead peer into an error instead of a hang.
 #include "mics/backends/cuda/nccl_collectives.hpp"
 
 #include <mpi.h>
 
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
 #include <string>
 
 #include "mics/backends/cuda/check.hpp"
@@ -86,30 +89,54 @@ std::string label(std::string_view op, const comm::Communicator& comm) {
   return std::string(op) + " on the " + std::string(comm::to_string(comm.kind())) + " group";
 }
 
-}  // namespace
+std::string milliseconds(std::chrono::milliseconds time) { return std::to_string(time.count()) + " ms"; }
 
-// An enqueueing call on a non-blocking communicator: success or "still being enqueued" are both fine.
-#define NCCL_ENQUEUE(call)                                                                     \
-  do {                                                                                         \
-    const ncclResult_t mics_nccl_rc_ = (call);                                                 \
-    if (mics_nccl_rc_ != ncclSuccess && mics_nccl_rc_ != ncclInProgress)                       \
-      fail(std::string("NCCL error at ") + __FILE__ + ":" + std::to_string(__LINE__) + ": " + #call + ": " + \
-           ncclGetErrorString(mics_nccl_rc_));                                                 \
-  } while (0)
+// The communicator's state: success, in progress (still enqueueing or initialising) or an error.
+ncclResult_t async_state(ncclComm_t comm) {
+  ncclResult_t state = ncclSuccess;
+  const ncclResult_t rc = ncclCommGetAsyncError(comm, &state);
+  return rc != ncclSuccess ? rc : state;
+}
+
+bool is_error(ncclResult_t state) { return state != ncclSuccess && state != ncclInProgress; }
+
+std::string describe(ncclResult_t state, ncclComm_t comm) {
+  std::string text = ncclGetErrorString(state);
+  const char* last = ncclGetLastError(comm);
+  if (last != nullptr && *last != '\0') text += std::string(" (") + last + ")";
+  return text;
+}
+
+// NCCL reads an all-gather's input inside its output only in place: at this rank's block.
+void check_in_place(const void* send, const void* recv, std::size_t block_bytes, std::size_t blocks,
+                    std::size_t index, const char* what) {
+  const auto* s = static_cast<const char*>(send);
+  const auto* r = static_cast<const char*>(recv);
+  const bool overlaps = s < r + block_bytes * blocks && r < s + block_bytes;
+  if (overlaps && s != r + block_bytes * index) {
+    throw Error(std::string(what) + ": the input overlaps the output but is not this rank's block of it");
+  }
+}
+
+}  // namespace
 
 // --- completion handle -------------------------------------------------------------------------------
 
 class NcclCollectives::Pending final : public comm::PendingCollective {
  public:
   Pending(NcclCollectives& owner, std::shared_ptr<Event> done) : owner_(owner), done_(std::move(done)) {}
-  // Complete from the compute stream's point of view: its next work runs after the collective.
+  // Complete from the compute stream's point of view: its next work runs after the collective. No host
+  // wait, and no failure check (Request's destructor calls this): a failure is raised by the next call.
   void wait() override {
     if (ordered_) return;
     CUDA_CHECK(cudaStreamWaitEvent(owner_.compute_stream_, done_->get(), 0));
     ordered_ = true;
   }
+  // An aborted collective also completes: the failure is raised instead of its (garbage) result.
   bool test() override {
+    owner_.check_failed();
     if (!done_->query()) return false;
+    owner_.check_failed();
     wait();
     return true;
   }
@@ -128,6 +155,7 @@ class NcclCollectives::Pending final : public comm::PendingCollective {
 NcclCollectives::NcclCollectives(topology::Topology& topology, int device, cudaStream_t compute_stream,
                                  comm::Collectives& host, const NcclOptions& options)
     : device_(set_device(device)),
+      world_rank_(topology.placement().world_rank),
       compute_stream_(compute_stream),
       host_(host),
       options_(options) {
@@ -139,18 +167,22 @@ NcclCollectives::NcclCollectives(topology::Topology& topology, int device, cudaS
   watchdog_ = std::thread([this] { watchdog_loop(); });
 }
 
+// A rank that is unwinding an exception is about to abort the job: its peers will not finalize with it,
+// so its communicators are aborted, not finalized. Otherwise ncclCommFinalize (which waits for the issued
+// work and for the peers) is polled under one timeout for all communicators, in the same order on every
+// rank; a communicator not done by then is aborted.
 NcclCollectives::~NcclCollectives() {
   stop_ = true;
   if (watchdog_.joinable()) watchdog_.join();
+  std::lock_guard<std::mutex> lock(mutex_);
   if (aborted_) return;
-  CUDA_WARN(cudaStreamSynchronize(comm_stream_.get()));
+  const bool unwinding = std::uncaught_exceptions() > 0;
+  const Clock::time_point deadline = Clock::now() + options_.timeout;
   for (auto& [mpi, nccl] : comms_) {
-    // Finalize flushes outstanding work; on a non-blocking communicator it is polled to completion.
-    ncclResult_t state = ncclCommFinalize(nccl);
-    const Clock::time_point start = Clock::now();
-    while (state == ncclInProgress && Clock::now() - start < options_.timeout) {
-      std::this_thread::yield();
-      ncclCommGetAsyncError(nccl, &state);
+    ncclResult_t state = unwinding ? ncclInternalError : ncclCommFinalize(nccl);
+    while (state == ncclInProgress && Clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+      state = async_state(nccl);
     }
     if (state == ncclSuccess) {
       ncclCommDestroy(nccl);
@@ -158,6 +190,7 @@ NcclCollectives::~NcclCollectives() {
       ncclCommAbort(nccl);
     }
   }
+  aborted_ = true;
 }
 
 ncclComm_t NcclCollectives::nccl_comm(comm::Communicator& comm) {
@@ -170,118 +203,203 @@ ncclComm_t NcclCollectives::nccl_comm(comm::Communicator& comm) {
 }
 
 ncclComm_t NcclCollectives::create(const comm::Communicator& comm) {
+  check_failed();
   ncclUniqueId id{};
   if (comm.rank() == 0) NCCL_CHECK(ncclGetUniqueId(&id));
   MICS_MPI_CHECK(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, comm.handle()));
   ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
   config.blocking = 0;
   ncclComm_t nccl = nullptr;
-  const ncclResult_t rc = ncclCommInitRankConfig(&nccl, comm.size(), id, comm.rank(), &config);
   const std::string what = "NCCL init of the " + std::string(comm::to_string(comm.kind())) + " communicator";
-  if (rc != ncclSuccess && rc != ncclInProgress) {
-    fatal_one(what + " failed: " + ncclGetErrorString(rc));
-  }
-  // Not yet in comms_: poll it here, aborting it alone on failure.
-  const Clock::time_point start = Clock::now();
+  // Not yet in comms_ (the watchdog does not see it): aborted here before failing.
+  const auto give_up = [&](const std::string& message) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (nccl != nullptr) ncclCommAbort(nccl);
+    }
+    fail(message);
+  };
   ncclResult_t state = ncclInProgress;
-  while (true) {
-    if (ncclCommGetAsyncError(nccl, &state) != ncclSuccess) state = ncclInternalError;
-    if (state != ncclInProgress) break;
-    if (Clock::now() - start > options_.timeout) {
-      ncclCommAbort(nccl);
-      fail(what + " did not finish within " + std::to_string(options_.timeout.count()) +
-           " ms (a peer is missing, or the network is blocked)");
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    state = ncclCommInitRankConfig(&nccl, comm.size(), id, comm.rank(), &config);
+  }
+  const Clock::time_point start = Clock::now();
+  while (state == ncclInProgress) {
+    if (failed_) give_up(what + " interrupted");
+    if (Clock::now() - start > options_.init_timeout) {
+      give_up(what + " did not finish within " + milliseconds(options_.init_timeout) +
+              " (a peer is missing, or the network is blocked)");
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    std::lock_guard<std::mutex> lock(mutex_);
+    state = async_state(nccl);
   }
-  if (state != ncclSuccess) {
-    ncclCommAbort(nccl);
-    fail(what + " failed: " + ncclGetErrorString(state));
-  }
+  if (state != ncclSuccess) give_up(what + " failed: " + ncclGetErrorString(state));
   return nccl;
 }
 
 // --- failure handling ------------------------------------------------------------------------------------
 
-void NcclCollectives::fail(const std::string& message) {
-  if (!aborted_.exchange(true)) {
+void NcclCollectives::check_failed() const {
+  if (!failed_) return;
+  std::string message;
+  {
     std::lock_guard<std::mutex> lock(mutex_);
-    for (auto& [mpi, nccl] : comms_) ncclCommAbort(nccl);
+    message = failure_;
   }
-  // MPI_Abort is the one MPI call honoured from any thread: the watchdog may be the caller.
-  fatal_one(message);
+  throw Error(message);
 }
 
-void NcclCollectives::check_async(ncclComm_t comm, const std::string& what) {
-  ncclResult_t state = ncclSuccess;
-  const ncclResult_t rc = ncclCommGetAsyncError(comm, &state);
-  if (rc != ncclSuccess) state = rc;
-  if (state != ncclSuccess && state != ncclInProgress) {
-    fail("NCCL error during " + what + ": " + ncclGetErrorString(state) + " (" + ncclGetLastError(comm) + ")");
+void NcclCollectives::abort_locked(const std::string& message) {
+  if (failure_.empty()) failure_ = message;
+  if (!aborted_) {
+    for (auto& [mpi, nccl] : comms_) ncclCommAbort(nccl);
+    aborted_ = true;
   }
+  failed_ = true;
+}
+
+void NcclCollectives::fail(const std::string& message) {
+  std::string first;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    abort_locked(message);
+    first = failure_;
+  }
+  throw Error(first);
+}
+
+bool NcclCollectives::on_device(const void* send, const void* recv) {
+  check_failed();
+  return device_buffers(send, recv);
 }
 
 void NcclCollectives::wait_ready(ncclComm_t comm, const std::string& what) {
   const Clock::time_point start = Clock::now();
   while (true) {
     ncclResult_t state = ncclSuccess;
-    if (ncclCommGetAsyncError(comm, &state) != ncclSuccess) state = ncclInternalError;
+    std::string detail;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!aborted_) state = async_state(comm);
+      if (is_error(state)) detail = describe(state, comm);
+    }
+    check_failed();
     if (state == ncclSuccess) return;
-    if (state != ncclInProgress) fail("NCCL error while enqueueing " + what + ": " + ncclGetErrorString(state));
-    if (Clock::now() - start > options_.timeout) fail("NCCL could not enqueue " + what + " within the timeout");
+    if (!detail.empty()) fail("NCCL error while enqueueing " + what + ": " + detail);
+    if (Clock::now() - start > options_.timeout) {
+      fail("NCCL could not enqueue " + what + " within " + milliseconds(options_.timeout));
+    }
     std::this_thread::yield();
   }
 }
 
+void NcclCollectives::block(const Event& done, const std::string& what) {
+  const Clock::time_point start = Clock::now();
+  while (true) {
+    check_failed();
+    if (done.query()) break;
+    // The watchdog checks this collective's communicators; the timeout here only backs it up.
+    if (Clock::now() - start > options_.timeout) {
+      fail(what + " did not finish within " + milliseconds(options_.timeout) + ": a peer is dead or stuck");
+    }
+    std::this_thread::yield();
+  }
+  check_failed();  // an abort also completes the collective
+}
+
 void NcclCollectives::watchdog_loop() {
-  if (cudaSetDevice(device_) != cudaSuccess) return;
+  if (cudaSetDevice(device_) != cudaSuccess) cudaGetLastError();  // event queries work without it
   while (!stop_) {
     std::this_thread::sleep_for(options_.watchdog_period);
+    if (failed_) break;
     std::string failure;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      const Clock::time_point now = Clock::now();
-      for (std::size_t i = 0; i < in_flight_.size() && failure.empty();) {
-        InFlight& op = in_flight_[i];
-        const cudaError_t rc = cudaEventQuery(op.done->get());
-        if (rc == cudaSuccess) {
-          in_flight_[i] = std::move(in_flight_.back());
-          in_flight_.pop_back();
-          continue;
-        }
-        if (rc != cudaErrorNotReady) {
-          failure = op.what + ": CUDA error " + cudaGetErrorString(rc);
+    std::lock_guard<std::mutex> lock(mutex_);
+    const Clock::time_point now = Clock::now();
+    for (std::size_t i = 0; i < in_flight_.size() && failure.empty();) {
+      InFlight& op = in_flight_[i];
+      const cudaError_t rc = cudaEventQuery(op.done->get());
+      if (rc == cudaSuccess) {
+        in_flight_[i] = std::move(in_flight_.back());
+        in_flight_.pop_back();
+        continue;
+      }
+      if (rc != cudaErrorNotReady) {
+        failure = op.what + ": CUDA error " + cudaGetErrorString(rc);
+        break;
+      }
+      for (ncclComm_t c : op.comms) {
+        const ncclResult_t state = async_state(c);
+        if (is_error(state)) {
+          failure = "NCCL error during " + op.what + ": " + describe(state, c);
           break;
         }
-        for (ncclComm_t c : op.comms) {
-          ncclResult_t state = ncclSuccess;
-          if (ncclCommGetAsyncError(c, &state) != ncclSuccess) state = ncclInternalError;
-          if (state != ncclSuccess && state != ncclInProgress) {
-            failure = "NCCL error during " + op.what + ": " + ncclGetErrorString(state);
-            break;
-          }
-        }
-        if (failure.empty() && now - op.start > options_.timeout) {
-          failure = op.what + " did not finish within " + std::to_string(options_.timeout.count()) +
-                    " ms: a peer is dead or stuck";
-        }
-        ++i;
       }
+      if (failure.empty() && now - op.start > options_.timeout) {
+        failure = op.what + " did not finish within " + milliseconds(options_.timeout) +
+                  ": a peer is dead or stuck";
+      }
+      ++i;
     }
-    if (!failure.empty()) fail(failure);
+    if (!failure.empty()) {
+      abort_locked(failure);
+      std::fprintf(stderr, "mics: error on rank %d: %s: NCCL communicators aborted\n", world_rank_, failure.c_str());
+      std::fflush(stderr);
+      break;
+    }
+  }
+  if (failed_) await_main_thread();
+}
+
+// Last resort. The main thread raises the failure at its next call into these collectives, and the job
+// stops through fatal_one (MPI_Abort on the main thread). It may instead be blocked in an MPI call that a
+// peer never joins (that peer hangs elsewhere): then MPI_Abort from here would be the only way out, but
+// MPI runs with MPI_THREAD_FUNNELED, which forbids any MPI call from this thread. Exiting without
+// MPI_Finalize makes the launcher (mpirun, srun) end the job instead.
+void NcclCollectives::await_main_thread() {
+  const Clock::time_point start = Clock::now();
+  while (!stop_) {
+    if (Clock::now() - start > options_.exit_grace) {
+      std::string message;
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        message = failure_;
+      }
+      std::fprintf(stderr, "mics: error on rank %d: %s; the main thread did not stop within %s: exiting\n",
+                   world_rank_, message.c_str(), milliseconds(options_.exit_grace).c_str());
+      std::fflush(stderr);
+      std::_Exit(kExitFailure);
+    }
+    std::this_thread::sleep_for(options_.watchdog_period);
   }
 }
 
 // --- issuing -----------------------------------------------------------------------------------------------
 
-template <class Enqueue>
-Request NcclCollectives::launch(std::string what, std::vector<ncclComm_t> comms, bool blocking, Enqueue&& enqueue) {
-  if (aborted_) fail(what + " issued after the communicators were aborted");
+Request NcclCollectives::launch(const std::string& what, const std::vector<Phase>& phases, bool blocking) {
+  check_failed();
   // The data is ready once the compute stream's work so far is done.
   ready_.record(compute_stream_);
   CUDA_CHECK(cudaStreamWaitEvent(comm_stream_.get(), ready_.get(), 0));
-  enqueue(comm_stream_.get());
-  for (ncclComm_t c : comms) wait_ready(c, what);
+  std::vector<ncclComm_t> comms;
+  for (const Phase& phase : phases) {
+    std::string error;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!aborted_) {
+        const ncclResult_t rc = phase.enqueue(comm_stream_.get());
+        if (is_error(rc)) error = "NCCL error while issuing " + what + ": " + describe(rc, phase.comm);
+      }
+    }
+    check_failed();
+    if (!error.empty()) fail(error);
+    // A non-blocking communicator may still be enqueueing: the next phase and the event come after.
+    if (phase.comm != nullptr) {
+      wait_ready(phase.comm, what);
+      comms.push_back(phase.comm);
+    }
+  }
   auto done = std::make_shared<Event>();
   done->record(comm_stream_.get());
   {
@@ -291,13 +409,7 @@ Request NcclCollectives::launch(std::string what, std::vector<ncclComm_t> comms,
   auto pending = std::make_unique<Pending>(*this, done);
   if (!blocking) return Request(std::move(pending));
   pending->wait();
-  // Host wait, polling for errors (the watchdog would also catch them, a period later).
-  const Clock::time_point start = Clock::now();
-  while (!done->query()) {
-    for (ncclComm_t c : comms) check_async(c, what);
-    if (Clock::now() - start > options_.timeout) fail(what + " did not finish within the timeout");
-    std::this_thread::yield();
-  }
+  block(*done, what);
   return Request();
 }
 
@@ -305,75 +417,93 @@ Request NcclCollectives::launch(std::string what, std::vector<ncclComm_t> comms,
 
 void NcclCollectives::all_gather(const void* send, void* recv, std::size_t count, DataType type,
                                  comm::Communicator& comm) {
-  if (!device_buffers(send, recv)) return host_.all_gather(send, recv, count, type, comm);
-  const ncclComm_t nccl = nccl_comm(comm);
-  launch(label("all-gather", comm), {nccl}, true, [&](cudaStream_t s) {
-    NCCL_ENQUEUE(ncclAllGather(send, recv, count, nccl_type(type), nccl, s));
-  });
-  const std::uint64_t bytes = comm::ring_all_gather_bytes(count, comm::size_of(type), comm.size());
-  comm.record(bytes, bytes);
+  if (!on_device(send, recv)) return host_.all_gather(send, recv, count, type, comm);
+  all_gather_on(send, recv, count, type, comm, true);
 }
 
 Request NcclCollectives::iall_gather(const void* send, void* recv, std::size_t count, DataType type,
                                      comm::Communicator& comm) {
-  if (!device_buffers(send, recv)) return host_.iall_gather(send, recv, count, type, comm);
+  if (!on_device(send, recv)) return host_.iall_gather(send, recv, count, type, comm);
+  return all_gather_on(send, recv, count, type, comm, false);
+}
+
+Request NcclCollectives::all_gather_on(const void* send, void* recv, std::size_t count, DataType type,
+                                       comm::Communicator& comm, bool blocking) {
+  const std::size_t elem = comm::size_of(type);
+  check_in_place(send, recv, count * elem, static_cast<std::size_t>(comm.size()),
+                 static_cast<std::size_t>(comm.rank()), "all-gather");
   const ncclComm_t nccl = nccl_comm(comm);
-  Request request = launch(label("all-gather", comm), {nccl}, false, [&](cudaStream_t s) {
-    NCCL_ENQUEUE(ncclAllGather(send, recv, count, nccl_type(type), nccl, s));
-  });
-  const std::uint64_t bytes = comm::ring_all_gather_bytes(count, comm::size_of(type), comm.size());
+  Request request = launch(label("all-gather", comm), {{nccl, [=](cudaStream_t s) {
+                                                          return ncclAllGather(send, recv, count, nccl_type(type),
+                                                                               nccl, s);
+                                                        }}},
+                           blocking);
+  const std::uint64_t bytes = comm::ring_all_gather_bytes(count, elem, comm.size());
   comm.record(bytes, bytes);
   return request;
 }
 
 void NcclCollectives::hierarchical_all_gather(const void* send, void* recv, std::size_t count, DataType type,
                                               comm::Communicator& inter_node, comm::Communicator& intra_node) {
-  if (!device_buffers(send, recv)) {
+  if (!on_device(send, recv)) {
     return host_.hierarchical_all_gather(send, recv, count, type, inter_node, intra_node);
   }
-  ihierarchical_all_gather(send, recv, count, type, inter_node, intra_node).wait();
-  CUDA_CHECK(cudaStreamSynchronize(compute_stream_));
+  hierarchical_on(send, recv, count, type, inter_node, intra_node, true);
+}
+
+Request NcclCollectives::ihierarchical_all_gather(const void* send, void* recv, std::size_t count, DataType type,
+                                                  comm::Communicator& inter_node, comm::Communicator& intra_node) {
+  if (!on_device(send, recv)) {
+    return host_.ihierarchical_all_gather(send, recv, count, type, inter_node, intra_node);
+  }
+  return hierarchical_on(send, recv, count, type, inter_node, intra_node, false);
 }
 
 // Shard q = j*L + l of the output sits at q*c. Stage 1 (inter-node group, rank j of J): this rank's shard
 // goes to slot j*L + l, and every peer j' sends its shard to slot j'*L + l. Stage 2 (intra-node group, rank
-// l of L): for each j', an in-place all-gather of the L slots j'*L .. j'*L + L-1 completes block j'.
-Request NcclCollectives::ihierarchical_all_gather(const void* send, void* recv, std::size_t count, DataType type,
-                                                  comm::Communicator& inter_node, comm::Communicator& intra_node) {
-  if (!device_buffers(send, recv)) {
-    return host_.ihierarchical_all_gather(send, recv, count, type, inter_node, intra_node);
-  }
+// l of L): for each j', an in-place all-gather of the L slots j'*L .. j'*L + L-1 completes block j' (NCCL's
+// in-place form: the input is the output at rank l's block). Stage 2 is issued once stage 1 is enqueued,
+// so it follows it on the stream.
+Request NcclCollectives::hierarchical_on(const void* send, void* recv, std::size_t count, DataType type,
+                                         comm::Communicator& inter_node, comm::Communicator& intra_node,
+                                         bool blocking) {
   const int J = inter_node.size();
   const int L = intra_node.size();
   const int j = inter_node.rank();
   const int l = intra_node.rank();
   const std::size_t elem = comm::size_of(type);
   const ncclDataType_t nt = nccl_type(type);
+  char* out = static_cast<char*>(recv);
+  const auto slot = [=](int jj, int ll) { return out + (static_cast<std::size_t>(jj) * L + ll) * count * elem; };
+  check_in_place(send, recv, count * elem, static_cast<std::size_t>(J) * L, static_cast<std::size_t>(j) * L + l,
+                 "hierarchical all-gather");
   const ncclComm_t inter = nccl_comm(inter_node);
   const ncclComm_t intra = nccl_comm(intra_node);
-  char* out = static_cast<char*>(recv);
-  auto slot = [&](int jj, int ll) { return out + (static_cast<std::size_t>(jj) * L + ll) * count * elem; };
-  const std::string what = "hierarchical all-gather";
-  Request request = launch(what, {inter, intra}, false, [&](cudaStream_t s) {
-    if (slot(j, l) != send) {
-      CUDA_CHECK(cudaMemcpyAsync(slot(j, l), send, count * elem, cudaMemcpyDeviceToDevice, s));
-    }
-    if (J > 1) {
-      NCCL_ENQUEUE(ncclGroupStart());
-      for (int peer = 0; peer < J; ++peer) {
-        if (peer == j) continue;
-        NCCL_ENQUEUE(ncclSend(send, count, nt, peer, inter, s));
-        NCCL_ENQUEUE(ncclRecv(slot(peer, l), count, nt, peer, inter, s));
-      }
-      NCCL_ENQUEUE(ncclGroupEnd());
-      wait_ready(inter, what);
-    }
-    NCCL_ENQUEUE(ncclGroupStart());
-    for (int block = 0; block < J; ++block) {
-      NCCL_ENQUEUE(ncclAllGather(slot(block, l), slot(block, 0), count, nt, intra, s));
-    }
-    NCCL_ENQUEUE(ncclGroupEnd());
-  });
+  const Phase inter_stage{inter, [=](cudaStream_t s) {
+                            if (slot(j, l) != send && count > 0) {
+                              if (cudaMemcpyAsync(slot(j, l), send, count * elem, cudaMemcpyDeviceToDevice, s) !=
+                                  cudaSuccess)
+                                return ncclUnhandledCudaError;
+                            }
+                            if (J == 1) return ncclSuccess;
+                            ncclResult_t rc = ncclGroupStart();
+                            for (int peer = 0; peer < J && !is_error(rc); ++peer) {
+                              if (peer == j) continue;
+                              rc = ncclSend(send, count, nt, peer, inter, s);
+                              if (!is_error(rc)) rc = ncclRecv(slot(peer, l), count, nt, peer, inter, s);
+                            }
+                            const ncclResult_t end = ncclGroupEnd();
+                            return is_error(rc) ? rc : end;
+                          }};
+  const Phase intra_stage{intra, [=](cudaStream_t s) {
+                            ncclResult_t rc = ncclGroupStart();
+                            for (int block = 0; block < J && !is_error(rc); ++block) {
+                              rc = ncclAllGather(slot(block, l), slot(block, 0), count, nt, intra, s);
+                            }
+                            const ncclResult_t end = ncclGroupEnd();
+                            return is_error(rc) ? rc : end;
+                          }};
+  Request request = launch("hierarchical all-gather", {inter_stage, intra_stage}, blocking);
   const std::uint64_t inter_bytes = comm::ring_all_gather_bytes(count, elem, J);
   inter_node.record(inter_bytes, inter_bytes);
   const std::uint64_t intra_bytes = comm::ring_all_gather_bytes(count * static_cast<std::size_t>(J), elem, L);
@@ -385,20 +515,27 @@ Request NcclCollectives::ihierarchical_all_gather(const void* send, void* recv, 
 
 void NcclCollectives::reduce_scatter(const void* send, void* recv, std::size_t count, DataType type, ReduceOp op,
                                      comm::Communicator& comm) {
-  if (!device_buffers(send, recv)) return host_.reduce_scatter(send, recv, count, type, op, comm);
-  ireduce_scatter(send, recv, count, type, op, comm).wait();
-  CUDA_CHECK(cudaStreamSynchronize(compute_stream_));
+  if (!on_device(send, recv)) return host_.reduce_scatter(send, recv, count, type, op, comm);
+  reduce_scatter_on(send, recv, count, type, op, comm, true);
 }
 
 Request NcclCollectives::ireduce_scatter(const void* send, void* recv, std::size_t count, DataType type,
                                          ReduceOp op, comm::Communicator& comm) {
-  if (!device_buffers(send, recv)) return host_.ireduce_scatter(send, recv, count, type, op, comm);
+  if (!on_device(send, recv)) return host_.ireduce_scatter(send, recv, count, type, op, comm);
+  return reduce_scatter_on(send, recv, count, type, op, comm, false);
+}
+
+Request NcclCollectives::reduce_scatter_on(const void* send, void* recv, std::size_t count, DataType type,
+                                           ReduceOp op, comm::Communicator& comm, bool blocking) {
   require_floating_for_average(type, op);
   MICS_CHECK(send != recv, "reduce_scatter needs distinct input and output buffers");
   const ncclComm_t nccl = nccl_comm(comm);
-  Request request = launch(label("reduce-scatter", comm), {nccl}, false, [&](cudaStream_t s) {
-    NCCL_ENQUEUE(ncclReduceScatter(send, recv, count, nccl_type(type), nccl_op(op), nccl, s));
-  });
+  Request request = launch(label("reduce-scatter", comm), {{nccl, [=](cudaStream_t s) {
+                                                              return ncclReduceScatter(send, recv, count,
+                                                                                       nccl_type(type), nccl_op(op),
+                                                                                       nccl, s);
+                                                            }}},
+                           blocking);
   const std::uint64_t bytes = comm::ring_reduce_scatter_bytes(count, comm::size_of(type), comm.size());
   comm.record(bytes, bytes);
   return request;
@@ -406,19 +543,25 @@ Request NcclCollectives::ireduce_scatter(const void* send, void* recv, std::size
 
 void NcclCollectives::all_reduce(const void* send, void* recv, std::size_t count, DataType type, ReduceOp op,
                                  comm::Communicator& comm) {
-  if (!device_buffers(send, recv)) return host_.all_reduce(send, recv, count, type, op, comm);
-  iall_reduce(send, recv, count, type, op, comm).wait();
-  CUDA_CHECK(cudaStreamSynchronize(compute_stream_));
+  if (!on_device(send, recv)) return host_.all_reduce(send, recv, count, type, op, comm);
+  all_reduce_on(send, recv, count, type, op, comm, true);
 }
 
 Request NcclCollectives::iall_reduce(const void* send, void* recv, std::size_t count, DataType type, ReduceOp op,
                                      comm::Communicator& comm) {
-  if (!device_buffers(send, recv)) return host_.iall_reduce(send, recv, count, type, op, comm);
+  if (!on_device(send, recv)) return host_.iall_reduce(send, recv, count, type, op, comm);
+  return all_reduce_on(send, recv, count, type, op, comm, false);
+}
+
+Request NcclCollectives::all_reduce_on(const void* send, void* recv, std::size_t count, DataType type, ReduceOp op,
+                                       comm::Communicator& comm, bool blocking) {
   require_floating_for_average(type, op);
   const ncclComm_t nccl = nccl_comm(comm);
-  Request request = launch(label("all-reduce", comm), {nccl}, false, [&](cudaStream_t s) {
-    NCCL_ENQUEUE(ncclAllReduce(send, recv, count, nccl_type(type), nccl_op(op), nccl, s));
-  });
+  Request request = launch(label("all-reduce", comm), {{nccl, [=](cudaStream_t s) {
+                                                          return ncclAllReduce(send, recv, count, nccl_type(type),
+                                                                               nccl_op(op), nccl, s);
+                                                        }}},
+                           blocking);
   const std::uint64_t bytes = comm::ring_all_reduce_bytes(count, comm::size_of(type), comm.size());
   comm.record(bytes, bytes);
   return request;
@@ -427,24 +570,37 @@ Request NcclCollectives::iall_reduce(const void* send, void* recv, std::size_t c
 // --- broadcast, barrier ----------------------------------------------------------------------------------------
 
 void NcclCollectives::broadcast(void* buffer, std::size_t count, DataType type, int root, comm::Communicator& comm) {
-  if (!is_device_pointer(buffer)) return host_.broadcast(buffer, count, type, root, comm);
-  ibroadcast(buffer, count, type, root, comm).wait();
-  CUDA_CHECK(cudaStreamSynchronize(compute_stream_));
+  if (!on_device(buffer, buffer)) return host_.broadcast(buffer, count, type, root, comm);
+  broadcast_on(buffer, count, type, root, comm, true);
 }
 
 Request NcclCollectives::ibroadcast(void* buffer, std::size_t count, DataType type, int root,
                                     comm::Communicator& comm) {
-  if (!is_device_pointer(buffer)) return host_.ibroadcast(buffer, count, type, root, comm);
+  if (!on_device(buffer, buffer)) return host_.ibroadcast(buffer, count, type, root, comm);
+  return broadcast_on(buffer, count, type, root, comm, false);
+}
+
+Request NcclCollectives::broadcast_on(void* buffer, std::size_t count, DataType type, int root,
+                                      comm::Communicator& comm, bool blocking) {
   const ncclComm_t nccl = nccl_comm(comm);
-  Request request = launch(label("broadcast", comm), {nccl}, false, [&](cudaStream_t s) {
-    NCCL_ENQUEUE(ncclBroadcast(buffer, buffer, count, nccl_type(type), root, nccl, s));
-  });
+  Request request = launch(label("broadcast", comm), {{nccl, [=](cudaStream_t s) {
+                                                         return ncclBroadcast(buffer, buffer, count, nccl_type(type),
+                                                                              root, nccl, s);
+                                                       }}},
+                           blocking);
   record_broadcast(comm, count, type, root);
   return request;
 }
 
 // A barrier synchronises hosts, not streams: MPI's.
-void NcclCollectives::barrier(comm::Communicator& comm) { host_.barrier(comm); }
-Request NcclCollectives::ibarrier(comm::Communicator& comm) { return host_.ibarrier(comm); }
+void NcclCollectives::barrier(comm::Communicator& comm) {
+  check_failed();
+  host_.barrier(comm);
+}
+
+Request NcclCollectives::ibarrier(comm::Communicator& comm) {
+  check_failed();
+  return host_.ibarrier(comm);
+}
 
 }  // namespace mics::backends::cuda
