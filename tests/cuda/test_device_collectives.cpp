@@ -1,16 +1,22 @@
 // The device collectives against MpiCollectives on the same data: host-staged on any rank count (ranks
 // share the GPU), NCCL when every rank has a GPU of its own (one rank on a one-GPU machine). Values are
-// small integers, so every sum is exact whatever the reduction order and results must be bit-identical.
-// Also: host buffers pass through to MPI, traffic counters match MPI's, and a non-blocking gather is
-// ordered before compute-stream work that reads it.
+// small integers, so every sum is exact whatever the reduction order and results must be bit-identical;
+// averages too, for the rank counts run here (1, 2, 4: NCCL multiplies each input by 1/n, exact for a
+// power of two, and the inputs are multiples of n). Also: host buffers pass through to MPI, traffic
+// counters match MPI's, a non-blocking gather is ordered before compute-stream work that reads it, and a
+// NCCL collective that times out raises mics::Error on the calling thread (no MPI_Abort from the watchdog).
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "mics/backends/cuda/check.hpp"
 #include "mics/backends/cuda/cuda_backend.hpp"
 #include "mics/backends/cuda/device.hpp"
+#include "mics/backends/cuda/device_collectives.hpp"
 #include "mics/backends/cuda/host_staged_collectives.hpp"
 #include "mics/backends/cuda/nccl_collectives.hpp"
 #include "mics/topology/topology.hpp"
@@ -42,15 +48,15 @@ World& world() {
   return *w;
 }
 
+// The trainer's own test (make_device_collectives): NCCL only when no two ranks share a GPU.
 bool nccl_possible() {
-  MPI_Comm local = MPI_COMM_NULL;
-  MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &local);
-  int local_ranks = 1;
-  MPI_Comm_size(local, &local_ranks);
-  MPI_Comm_free(&local);
-  int shares = local_ranks > backends::cuda::device_count() ? 1 : 0;
-  MPI_Allreduce(MPI_IN_PLACE, &shares, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  return shares == 0;
+  static const bool possible = [] {
+    if (!backends::cuda::ranks_share_gpus(world().gpu.device(), MPI_COMM_WORLD)) return true;
+    if (world().topology.placement().world_rank == 0)
+      std::printf("note: ranks share GPUs here; NCCL needs one GPU per rank (checked with fewer ranks)\n");
+    return false;
+  }();
+  return possible;
 }
 
 template <class T>
@@ -106,19 +112,29 @@ void check_against_mpi(comm::Collectives& c) {
     CHECK(same_bits(download(d_half_full), half_want));
   }
   if (w.topology.shape().spans_nodes()) {  // hierarchical equals the flat gather
+    comm::Communicator& inter = w.topology.inter_node();
+    comm::Communicator& intra = w.topology.intra_node();
     const auto shard = values(count, 2);
     std::vector<float> want(count * n);
     w.mpi.all_gather(shard.data(), want.data(), count, DataType::f32, part);
     auto d_shard = upload(shard);
     auto d_full = w.gpu.alloc<float>(count * n);
-    c.ihierarchical_all_gather(d_shard.data(), d_full.data(), count, DataType::f32, w.topology.inter_node(),
-                               w.topology.intra_node())
-        .wait();
+    c.ihierarchical_all_gather(d_shard.data(), d_full.data(), count, DataType::f32, inter, intra).wait();
     CHECK(same_bits(download(d_full), want));
     w.gpu.fill(d_full.data(), count * n, -1.0f);
-    c.hierarchical_all_gather(d_shard.data(), d_full.data(), count, DataType::f32, w.topology.inter_node(),
-                              w.topology.intra_node());
+    c.hierarchical_all_gather(d_shard.data(), d_full.data(), count, DataType::f32, inter, intra);
     CHECK(same_bits(download(d_full), want));
+
+    // bf16, completed by polling test() as the engine's prefetch is (the staged second stage starts there)
+    std::vector<bf16> half(count), half_want(count * n);
+    for (std::size_t i = 0; i < count; ++i) half[i] = bf16(shard[i] * 0.37f);
+    w.mpi.all_gather(half.data(), half_want.data(), count, DataType::bf16, part);
+    auto d_half = upload(half);
+    auto d_half_full = w.gpu.alloc<bf16>(count * n);
+    comm::Request r =
+        c.ihierarchical_all_gather(d_half.data(), d_half_full.data(), count, DataType::bf16, inter, intra);
+    while (!r.test()) std::this_thread::yield();
+    CHECK(same_bits(download(d_half_full), half_want));
   }
   for (const ReduceOp op : {ReduceOp::sum, ReduceOp::average, ReduceOp::max}) {
     auto full = values(count * n, 3);
@@ -128,6 +144,9 @@ void check_against_mpi(comm::Collectives& c) {
     auto d_full = upload(full);
     auto d_out = w.gpu.alloc<float>(count);
     c.ireduce_scatter(d_full.data(), d_out.data(), count, DataType::f32, op, part).wait();
+    CHECK(same_bits(download(d_out), want));
+    w.gpu.fill(d_out.data(), count, -1.0f);
+    c.reduce_scatter(d_full.data(), d_out.data(), count, DataType::f32, op, part);
     CHECK(same_bits(download(d_out), want));
 
     std::vector<float> reduced = full;
@@ -187,6 +206,20 @@ void check_against_mpi(comm::Collectives& c) {
     CHECK(got.collectives == want.collectives);
     CHECK(got.bytes_sent == want.bytes_sent);
     CHECK(got.bytes_received == want.bytes_received);
+    if (w.topology.shape().spans_nodes()) {  // the hierarchical gather counts on both of its groups
+      comm::Communicator& inter = w.topology.inter_node();
+      comm::Communicator& intra = w.topology.intra_node();
+      inter.reset_counters();
+      intra.reset_counters();
+      c.hierarchical_all_gather(d_shard.data(), d_full.data(), count, DataType::f32, inter, intra);
+      const comm::TrafficCounters got_inter = inter.take_counters(), got_intra = intra.take_counters();
+      w.mpi.hierarchical_all_gather(shard.data(), host_full.data(), count, DataType::f32, inter, intra);
+      const comm::TrafficCounters want_inter = inter.take_counters(), want_intra = intra.take_counters();
+      CHECK(got_inter.collectives == want_inter.collectives && got_inter.bytes_sent == want_inter.bytes_sent &&
+            got_inter.bytes_received == want_inter.bytes_received);
+      CHECK(got_intra.collectives == want_intra.collectives && got_intra.bytes_sent == want_intra.bytes_sent &&
+            got_intra.bytes_received == want_intra.bytes_received);
+    }
   }
   {  // ordering: compute-stream work queued after wait() sees the gathered data
     const std::size_t big = 1 << 20;
@@ -212,13 +245,44 @@ GPU_TEST(host_staged_matches_mpi) {
 }
 
 GPU_TEST(nccl_matches_mpi) {
-  if (!nccl_possible()) {
-    if (world().topology.placement().world_rank == 0)
-      std::printf("note: ranks share GPUs here; NCCL needs one GPU per rank (checked with fewer ranks)\n");
-    return;
-  }
+  if (!nccl_possible()) return;
   backends::cuda::NcclCollectives nccl(world().topology, world().gpu.device(), world().gpu.stream(), world().mpi);
   check_against_mpi(nccl);
+}
+
+// Last: the compute stream is held by a host function for 300 ms, so a gather (which waits for it) cannot
+// finish within a 1 ms timeout on any rank. The error must reach the caller as mics::Error, and every later
+// call, host-memory ones included, must raise it again instead of using the aborted communicators.
+GPU_TEST(nccl_timeout_raises_on_the_calling_thread) {
+  if (!nccl_possible()) return;
+  World& w = world();
+  backends::cuda::NcclOptions options;
+  options.timeout = std::chrono::milliseconds(1);
+  backends::cuda::NcclCollectives nccl(w.topology, w.gpu.device(), w.gpu.stream(), w.mpi, options);
+  comm::Communicator& part = w.topology.partition();
+  const std::size_t count = 256;
+  auto d_shard = upload(values(count, 7));
+  auto d_full = w.gpu.alloc<float>(count * static_cast<std::size_t>(part.size()));
+  CUDA_CHECK(cudaLaunchHostFunc(
+      w.gpu.stream(), [](void*) { std::this_thread::sleep_for(std::chrono::milliseconds(300)); }, nullptr));
+  std::string first;
+  try {
+    nccl.all_gather(d_shard.data(), d_full.data(), count, DataType::f32, part);
+  } catch (const Error& e) {
+    first = e.what();
+  }
+  CHECK(first.find("within 1 ms") != std::string::npos);  // not finished, or not even enqueued
+  const auto raises_again = [&](const auto& call) {
+    try {
+      call();
+    } catch (const Error& e) {
+      return std::string(e.what()) == first;
+    }
+    return false;
+  };
+  CHECK(raises_again([&] { nccl.iall_gather(d_shard.data(), d_full.data(), count, DataType::f32, part); }));
+  CHECK(raises_again([&] { nccl.barrier(w.topology.world()); }));
+  w.gpu.synchronize();  // the held stream drains behind the aborted gather: nothing hangs
 }
 
 int main(int argc, char** argv) { return mics::cuda_test::run_mpi_tests(argc, argv); }
