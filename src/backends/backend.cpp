@@ -17,7 +17,7 @@ std::unique_ptr<Backend> make_backend(std::string_view device, int threads) {
 #if defined(MICS_WITH_CUDA)
     return cuda::make_cuda_backend();
 #else
-    throw Error("device 'cuda': this build has no CUDA compute backend (use device = cpu)");
+    throw Error("backend.device = cuda: this build has no CUDA compute backend (use backend.device = cpu)");
 #endif
   }
   throw Error("unknown device '" + std::string(device) + "' (known: cpu, cuda)");

@@ -165,13 +165,21 @@ int run_training(const config::Config& cfg, topology::Topology& topology, comm::
     if (val_every > 0) open("data.val", val_data, val_sampler);
   });
 
-  std::unique_ptr<backends::Backend> backend =
-      backends::make_backend(cfg.get_string("backend.device"), int_key(cfg, "backend.threads"));
+  std::unique_ptr<backends::Backend> backend;
+  agree_or_stop(topology, [&] {  // e.g. backend.device = cuda on a node without a GPU
+    backend = backends::make_backend(cfg.get_string("backend.device"), int_key(cfg, "backend.threads"));
+  });
   model::Gpt gpt(model_dims, *backend, B, T);
   // Device memory moves with NCCL (or host-staged MPI when ranks share GPUs); host memory with `collectives`.
   std::unique_ptr<comm::Collectives> device_collectives;
 #if defined(MICS_WITH_CUDA)
-  device_collectives = backends::cuda::make_device_collectives(*backend, topology, collectives);
+  backends::cuda::DeviceCollectives device_choice = backends::cuda::DeviceCollectives::none;
+  try {
+    device_choice = backends::cuda::choose_device_collectives(*backend, topology);
+  } catch (const Error& e) {
+    fatal_all(e.what(), kExitUsage);  // the same on every rank (choose_device_collectives agrees first)
+  }
+  device_collectives = backends::cuda::make_device_collectives(device_choice, *backend, topology, collectives);
 #endif
   Engine engine(gpt, *backend, device_collectives ? *device_collectives : collectives, topology, options);
 

@@ -89,6 +89,11 @@ def main():
     # Data errors are found while loading on every rank; the ranks agree and all exit with the key named.
     expect_failure("no training data", 2, ["train", "--deck", tiny, "--data.train=nowhere/*.bin"],
                    "data.train = nowhere/*.bin", "no files match")
+    # The backend is made on every rank and the ranks agree: a machine without a GPU (or a build without
+    # CUDA) is a named error on all of them. Skipped where a GPU is visible.
+    if subprocess.run(["sh", "-c", "nvidia-smi -L"], capture_output=True).returncode != 0:
+        expect_failure("cuda without a GPU", 2, ["train", "--deck", tiny, "--backend.device=cuda"],
+                       "backend.device = cuda", "CUDA")
     expect_failure("bad bench option", 2, ["bench", "comm", "-b", "lots"], "lots")
     # An error that only rank 1 sees (its log file is a directory) still stops the whole job at once.
     os.makedirs(os.path.join(runner.dir, "logs", "rank1.log"), exist_ok=True)

@@ -48,7 +48,7 @@ World& world() {
   return *w;
 }
 
-// The trainer's own test (make_device_collectives): NCCL only when no two ranks share a GPU.
+// The trainer's own test (choose_device_collectives): NCCL only when no two ranks share a GPU.
 bool nccl_possible() {
   static const bool possible = [] {
     if (!backends::cuda::ranks_share_gpus(world().gpu.device(), MPI_COMM_WORLD)) return true;

@@ -97,7 +97,8 @@ GPU_TEST(engine_on_gpu_matches_cpu) {
   // The trainer's choice: NCCL exactly when no two ranks share a GPU.
   const bool shared = backends::cuda::ranks_share_gpus(gpu.device(), MPI_COMM_WORLD);
   {
-    std::unique_ptr<comm::Collectives> device = backends::cuda::make_device_collectives(gpu, topology, mpi);
+    std::unique_ptr<comm::Collectives> device = backends::cuda::make_device_collectives(
+        backends::cuda::choose_device_collectives(gpu, topology), gpu, topology, mpi);
     CHECK(device != nullptr);
     CHECK((dynamic_cast<backends::cuda::NcclCollectives*>(device.get()) != nullptr) == !shared);
     CHECK((dynamic_cast<backends::cuda::HostStagedCollectives*>(device.get()) != nullptr) == shared);

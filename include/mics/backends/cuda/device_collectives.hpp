@@ -16,12 +16,18 @@ namespace mics::backends::cuda {
 // (its own), and a launcher that sets no local rank puts every rank on device 0. Collective over `world`.
 bool ranks_share_gpus(int device, MPI_Comm world);
 
-// nullptr for a host-memory backend (use `host` as is). For the CUDA backend: NcclCollectives when every
-// rank has a GPU of its own, HostStagedCollectives when ranks share GPUs (ranks_share_gpus). The
-// environment variable MICS_CUDA_COLLECTIVES = auto | nccl | staged overrides the choice; it must be the
-// same on every rank, and nccl on shared GPUs is refused (mics::Error).
-// Collective over topology.world(); `host` must outlive the result.
-std::unique_ptr<comm::Collectives> make_device_collectives(Backend& backend, topology::Topology& topology,
-                                                           comm::Collectives& host);
+// Which collectives move device memory: none for a host-memory backend (the host collectives as they
+// are); for the CUDA backend NCCL when every rank has a GPU of its own, host-staged MPI when ranks share
+// GPUs (ranks_share_gpus). The environment variable MICS_CUDA_COLLECTIVES = auto | nccl | staged overrides
+// the choice. Collective over topology.world(): every rank gets the same answer, and a bad setting (an
+// unknown value, values that differ between ranks, nccl on shared GPUs) throws the same mics::Error on
+// every rank, so the caller can end the job as an error all ranks saw.
+enum class DeviceCollectives { none, nccl, staged };
+DeviceCollectives choose_device_collectives(Backend& backend, topology::Topology& topology);
+
+// The collectives `choice` names (nullptr for none); NCCL communicators are made here, collectively.
+// `host` must outlive the result.
+std::unique_ptr<comm::Collectives> make_device_collectives(DeviceCollectives choice, Backend& backend,
+                                                           topology::Topology& topology, comm::Collectives& host);
 
 }  // namespace mics::backends::cuda

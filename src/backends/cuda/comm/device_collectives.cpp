@@ -13,6 +13,7 @@
 #include "mics/backends/cuda/device.hpp"
 #include "mics/backends/cuda/host_staged_collectives.hpp"
 #include "mics/backends/cuda/nccl_collectives.hpp"
+#include "mics/comm/agreement.hpp"
 #include "mics/log/log.hpp"
 #include "mics/util/error.hpp"
 
@@ -39,25 +40,42 @@ bool ranks_share_gpus(int device, MPI_Comm world) {
   return shares != 0;
 }
 
-std::unique_ptr<comm::Collectives> make_device_collectives(Backend& backend, topology::Topology& topology,
-                                                           comm::Collectives& host) {
-  auto* gpu = dynamic_cast<CudaBackend*>(&backend);
-  if (gpu == nullptr) return nullptr;
+namespace {
 
-  static constexpr std::array<const char*, 3> kModes = {"auto", "nccl", "staged"};
-  int mode = 0;
-  if (const char* value = std::getenv("MICS_CUDA_COLLECTIVES"); value != nullptr && *value != '\0') {
-    const auto* found = std::find(kModes.begin(), kModes.end(), std::string(value));
-    if (found == kModes.end()) {
-      throw Error("MICS_CUDA_COLLECTIVES = " + std::string(value) + " is not one of auto, nccl, staged");
-    }
-    mode = static_cast<int>(found - kModes.begin());
+constexpr std::array<const char*, 3> kModes = {"auto", "nccl", "staged"};
+
+// MICS_CUDA_COLLECTIVES as an index of kModes (unset: auto); throws for any other value.
+int mode_from_env() {
+  const char* value = std::getenv("MICS_CUDA_COLLECTIVES");
+  if (value == nullptr || *value == '\0') return 0;
+  const auto* found = std::find(kModes.begin(), kModes.end(), std::string(value));
+  if (found == kModes.end()) {
+    throw Error("MICS_CUDA_COLLECTIVES = " + std::string(value) + " is not one of auto, nccl, staged");
   }
+  return static_cast<int>(found - kModes.begin());
+}
+
+}  // namespace
+
+DeviceCollectives choose_device_collectives(Backend& backend, topology::Topology& topology) {
+  auto* gpu = dynamic_cast<CudaBackend*>(&backend);
+  if (gpu == nullptr) return DeviceCollectives::none;  // the deck's backend.device: the same on every rank
+  const MPI_Comm world = topology.world().handle();
+  // Settings first, agreed before any other collective, so a rank that fails here leaves none waiting.
+  std::string error;
+  int mode = 0;
+  try {
+    mode = mode_from_env();
+  } catch (const Error& e) {
+    error = e.what();
+  }
+  error = comm::first_error(world, error);
+  if (!error.empty()) throw Error(error);
   // Every rank must build the same kind: a rank on NCCL and one on MPI would wait on each other forever.
   int modes[2] = {mode, -mode};  // reduced with MAX: {largest, -smallest}
-  MICS_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, modes, 2, MPI_INT, MPI_MAX, topology.world().handle()));
+  MICS_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, modes, 2, MPI_INT, MPI_MAX, world));
   if (modes[0] != -modes[1]) throw Error("MICS_CUDA_COLLECTIVES differs between ranks: set it the same on all");
-  const bool shared = ranks_share_gpus(gpu->device(), topology.world().handle());
+  const bool shared = ranks_share_gpus(gpu->device(), world);
   const std::string choice = kModes[static_cast<std::size_t>(mode)];
   if (choice == "nccl" && shared) {
     throw Error("MICS_CUDA_COLLECTIVES = nccl, but ranks share a GPU: NCCL needs one GPU per rank");
@@ -65,8 +83,17 @@ std::unique_ptr<comm::Collectives> make_device_collectives(Backend& backend, top
   if (choice == "staged" || (choice == "auto" && shared)) {
     MICS_LOG(info) << "collectives: host-staged MPI on device memory ("
                    << (choice == "staged" ? "MICS_CUDA_COLLECTIVES = staged" : "ranks share GPUs") << ")";
-    return std::make_unique<HostStagedCollectives>(gpu->stream(), host);
+    return DeviceCollectives::staged;
   }
+  return DeviceCollectives::nccl;
+}
+
+std::unique_ptr<comm::Collectives> make_device_collectives(DeviceCollectives choice, Backend& backend,
+                                                           topology::Topology& topology, comm::Collectives& host) {
+  if (choice == DeviceCollectives::none) return nullptr;
+  auto* gpu = dynamic_cast<CudaBackend*>(&backend);
+  MICS_CHECK(gpu != nullptr, "device collectives for a backend without device memory");
+  if (choice == DeviceCollectives::staged) return std::make_unique<HostStagedCollectives>(gpu->stream(), host);
   int version = 0;
   NCCL_CHECK(ncclGetVersion(&version));
   MICS_LOG(info) << "collectives: NCCL " << version / 10000 << "." << (version / 100) % 100 << "." << version % 100
