@@ -14,18 +14,30 @@ namespace {
 
 constexpr int kRowsPerBlock = kBlock / kWarp;
 
+// Element i of a (B,NH,T,hs) tensor, and where it sits in a (B,T,...) row-major tensor whose rows hold
+// `row` elements with head h's hs columns starting at h*hs.
+struct HeadIndex {
+  std::size_t b;
+  int h, t, d;
+  __device__ HeadIndex(std::size_t i, int T, int NH, int hs) {
+    d = static_cast<int>(i % hs);
+    std::size_t rest = i / hs;
+    t = static_cast<int>(rest % T);
+    rest /= T;
+    h = static_cast<int>(rest % NH);
+    b = rest / NH;
+  }
+  __device__ std::size_t in_rows(int T, std::size_t row, int hs) const {
+    return (b * T + t) * row + static_cast<std::size_t>(h) * hs + d;
+  }
+};
+
 // qkv (B,T,3,NH,hs) -> q, k, v (B,NH,T,hs); one thread per element of q
 __global__ void permute_qkv_kernel(float* q, float* k, float* v, const float* qkv, int T, int NH, int hs,
                                    std::size_t total) {
   MICS_GRID_STRIDE(i, total) {
-    const int d = static_cast<int>(i % hs);
-    std::size_t rest = i / hs;
-    const int t = static_cast<int>(rest % T);
-    rest /= T;
-    const int h = static_cast<int>(rest % NH);
-    const std::size_t b = rest / NH;
     const std::size_t C = static_cast<std::size_t>(NH) * hs;
-    const std::size_t src = (b * T + t) * 3 * C + static_cast<std::size_t>(h) * hs + d;
+    const std::size_t src = HeadIndex(i, T, NH, hs).in_rows(T, 3 * C, hs);
     q[i] = qkv[src];
     k[i] = qkv[src + C];
     v[i] = qkv[src + 2 * C];
@@ -35,26 +47,14 @@ __global__ void permute_qkv_kernel(float* q, float* k, float* v, const float* qk
 // y (B,NH,T,hs) -> out (B,T,NH*hs)
 __global__ void unpermute_kernel(float* out, const float* y, int T, int NH, int hs, std::size_t total) {
   MICS_GRID_STRIDE(i, total) {
-    const int d = static_cast<int>(i % hs);
-    std::size_t rest = i / hs;
-    const int t = static_cast<int>(rest % T);
-    rest /= T;
-    const int h = static_cast<int>(rest % NH);
-    const std::size_t b = rest / NH;
-    out[(b * T + t) * NH * hs + static_cast<std::size_t>(h) * hs + d] = y[i];
+    out[HeadIndex(i, T, NH, hs).in_rows(T, static_cast<std::size_t>(NH) * hs, hs)] = y[i];
   }
 }
 
 // out (B,T,NH*hs) -> y (B,NH,T,hs): the inverse of unpermute (for dout)
 __global__ void permute_heads_kernel(float* y, const float* out, int T, int NH, int hs, std::size_t total) {
   MICS_GRID_STRIDE(i, total) {
-    const int d = static_cast<int>(i % hs);
-    std::size_t rest = i / hs;
-    const int t = static_cast<int>(rest % T);
-    rest /= T;
-    const int h = static_cast<int>(rest % NH);
-    const std::size_t b = rest / NH;
-    y[i] = out[(b * T + t) * NH * hs + static_cast<std::size_t>(h) * hs + d];
+    y[i] = out[HeadIndex(i, T, NH, hs).in_rows(T, static_cast<std::size_t>(NH) * hs, hs)];
   }
 }
 
@@ -62,14 +62,8 @@ __global__ void permute_heads_kernel(float* y, const float* out, int T, int NH, 
 __global__ void unpermute_qkv_kernel(float* dqkv, const float* dq, const float* dk, const float* dv, int T, int NH,
                                      int hs, std::size_t total) {
   MICS_GRID_STRIDE(i, total) {
-    const int d = static_cast<int>(i % hs);
-    std::size_t rest = i / hs;
-    const int t = static_cast<int>(rest % T);
-    rest /= T;
-    const int h = static_cast<int>(rest % NH);
-    const std::size_t b = rest / NH;
     const std::size_t C = static_cast<std::size_t>(NH) * hs;
-    const std::size_t dst = (b * T + t) * 3 * C + static_cast<std::size_t>(h) * hs + d;
+    const std::size_t dst = HeadIndex(i, T, NH, hs).in_rows(T, 3 * C, hs);
     dqkv[dst] = dq[i];
     dqkv[dst + C] = dk[i];
     dqkv[dst + 2 * C] = dv[i];
