@@ -13,12 +13,12 @@ if [[ ! -x "$bin" ]]; then
   exit 2
 fi
 out="$build/bench_gpu.txt"
+rc=0
 {
   nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,memory.total --format=csv,noheader 2>/dev/null || true
-  "$bin" --models gpt2-124m,gpt-1.3b --precision bf16 "$@"
-  "$bin" --models gpt2-124m --precision fp32 --steps 5 "$@"
-} | tee "$out"
-rc=${PIPESTATUS[0]}
+  "$bin" --models gpt2-124m,gpt-1.3b --precision bf16 "$@" &&
+    "$bin" --models gpt2-124m --precision fp32 --steps 5 "$@"
+} | tee "$out" || rc=$?  # bench_gpu's status (pipefail); set -e does not apply under ||
 if [[ $rc -eq 77 ]]; then
   echo "run_gpu_bench: no CUDA device on this machine" >&2
 fi
