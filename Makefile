@@ -66,9 +66,10 @@ distclean:
 	rm -rf $(BUILD_DIR)
 
 # Benchmarks, never part of `make test` (numbers are machine- and load-dependent):
+#   bench-comm        the collectives of the MiCS groups (`mics bench comm`), 4 ranks as 2 emulated nodes
 #   bench-model       one training step (tiny, gpt2-124m) against the sgemm ceiling of this machine
 #   bench-strategies  ddp, zero3 and mics at 4 and 8 ranks on 2 emulated nodes: tokens/s, bytes, memory
-# Extra arguments: BENCH_MODEL_ARGS="--steps 9", BENCH_STRATEGIES_ARGS="--worlds 4".
+# Extra arguments: BENCH_COMM_ARGS="-n 50", BENCH_MODEL_ARGS="--steps 9", BENCH_STRATEGIES_ARGS="--worlds 4".
 .PHONY: bench-strategies
 BENCH_ENV := OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
