@@ -15,13 +15,20 @@ constexpr const char* kCkptUsage =
     "       mics ckpt inspect PATH       metadata and tensor table of a checkpoint (step_<N> dir or .h5 file)\n"
     "       mics ckpt verify PATH        read every dataset, checking every Fletcher32 checksum\n"
     "\n"
-    "Exit status: 0 fine, 1 verify found a bad dataset (each one is named), 2 bad usage or unreadable file.\n";
+    "Exit status: 0 fine, 1 verify found a bad dataset (each one is named) or could not read the checkpoint,\n"
+    "2 bad usage, or list/inspect could not read PATH.\n";
 }  // namespace
 
 int ckpt_command(const Args& args) {
-  if (args.empty() || args[0] == "--help" || args[0] == "-h") {
-    std::fputs(kCkptUsage, args.empty() ? stderr : stdout);
-    return args.empty() ? kExitUsage : kExitOk;
+  if (args.empty()) {
+    std::fputs(kCkptUsage, stderr);
+    return kExitUsage;
+  }
+  for (const std::string& arg : args) {
+    if (arg == "--help" || arg == "-h") {
+      std::fputs(kCkptUsage, stdout);
+      return kExitOk;
+    }
   }
   if (args.size() != 2) {
     std::fprintf(stderr, "mics ckpt: expected one action and one PATH\n\n%s", kCkptUsage);
