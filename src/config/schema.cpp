@@ -59,7 +59,7 @@ std::vector<KeyDef> build_schema() {
   return {
       // [run]
       string_key("run.name", "mics", "name of this run; metrics go to <run.dir>/<run.name>"),
-      string_key("run.dir", "runs", "root directory of run directories (metrics, effective deck)"),
+      string_key("run.dir", "runs", "root directory of run directories (each holds its metrics.jsonl)"),
       int_key("run.seed", "1337", 0, "seed for initialization and data order"),
       // [log]
       choice_key("log.level", "info", {"trace", "debug", "info", "warning", "error"},
