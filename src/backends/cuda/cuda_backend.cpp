@@ -1,12 +1,10 @@
 // CudaBackend: device memory, the compute stream, and dispatch to the kernel launchers.
 #include "mics/backends/cuda/cuda_backend.hpp"
 
-#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <string>
-#include <vector>
 
 #include "mics/backends/cuda/check.hpp"
 #include "mics/backends/cuda/device.hpp"
@@ -121,46 +119,10 @@ void CudaBackend::encoder_forward(float* out, const std::int32_t* inp, const flo
 
 void CudaBackend::encoder_backward(float* dwte, float* dwpe, const float* dout, const std::int32_t* inp, int B,
                                    int T, int C) {
-  const std::size_t N = static_cast<std::size_t>(B) * T;
-  if (N == 0) return;
-  // Host layout of the pinned buffer: ids (N) | tokens (N) | offsets (N+1) | positions (N).
-  if (tokens_host_.size() < 4 * N + 1) {
-    stream_.synchronize();  // an upload from the old buffer may still be queued
-    tokens_host_.reserve(4 * N + 1);
-  }
-  std::int32_t* ids = tokens_host_.data();
-  CUDA_CHECK(cudaMemcpyAsync(ids, inp, N * sizeof(std::int32_t), cudaMemcpyDeviceToHost, stream_.get()));
-  stream_.synchronize();
-  // Stable sort of positions by token: buckets in ascending token order, positions ascending inside.
-  std::int32_t* tokens = ids + N;
-  std::int32_t* offsets = tokens + N;
-  std::int32_t* positions = offsets + N + 1;
-  std::vector<std::int32_t> order(N);
-  for (std::size_t i = 0; i < N; ++i) order[i] = static_cast<std::int32_t>(i);
-  std::stable_sort(order.begin(), order.end(), [ids](std::int32_t a, std::int32_t b) { return ids[a] < ids[b]; });
-  int buckets = 0;
-  for (std::size_t k = 0; k < N; ++k) {
-    const std::int32_t pos = order[k];
-    if (k == 0 || ids[pos] != ids[order[k - 1]]) {
-      tokens[buckets] = ids[pos];
-      offsets[buckets] = static_cast<std::int32_t>(k);
-      ++buckets;
-    }
-    positions[k] = pos;
-  }
-  offsets[buckets] = static_cast<std::int32_t>(N);
-  // Upload tokens | offsets | positions as laid out (tokens and offsets padded to N and N+1).
-  const std::size_t upload = 3 * N + 1;
-  buckets_device_.reserve(upload);
-  CUDA_CHECK(cudaMemcpyAsync(buckets_device_.data(), tokens, upload * sizeof(std::int32_t), cudaMemcpyHostToDevice,
-                             stream_.get()));
-  const std::int32_t* d_tokens = buckets_device_.data();
-  const std::int32_t* d_offsets = d_tokens + N;
-  const std::int32_t* d_positions = d_offsets + N + 1;
-  cuda::encoder_backward_wte(stream_.get(), dwte, dout, d_tokens, d_offsets, d_positions, buckets, C);
+  const int N = B * T;
+  const std::size_t bytes = cuda::encoder_backward_workspace_bytes(N);
+  cuda::encoder_backward_wte(stream_.get(), dwte, dout, inp, N, C, workspace((bytes + sizeof(float) - 1) / sizeof(float)));
   cuda::encoder_backward_wpe(stream_.get(), dwpe, dout, B, T, C);
-  // The pinned buffer is rewritten by the next call only after its own stream sync, which orders after
-  // this upload: no wait needed here.
 }
 
 void CudaBackend::layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,

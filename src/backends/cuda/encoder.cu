@@ -1,5 +1,10 @@
 // Token + position embedding, forward and a deterministic backward (no atomics: dwte is summed per token
-// bucket in a fixed order, dwpe per position over the batch in order).
+// bucket in a fixed order, dwpe per position over the batch in order). The buckets are built on the device
+// (CUB's stable radix sort, run-length encode and scan), so the backward needs no host round trip.
+#include <cub/cub.cuh>
+
+#include <algorithm>
+
 #include "common.cuh"
 #include "mics/backends/cuda/check.hpp"
 #include "mics/backends/cuda/kernels.hpp"
@@ -19,15 +24,62 @@ __global__ void encoder_forward_kernel(float* out, const std::int32_t* inp, cons
   }
 }
 
-// grid (buckets, ceil(C/block)): thread c of bucket u sums dout[positions[k], c] over its bucket in order.
+__global__ void iota_kernel(std::int32_t* out, int n) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) out[i] = i;
+}
+
+// grid (N, ceil(C/block)): bucket u < *runs holds token tokens[u] at the positions
+// positions[offsets[u] .. offsets[u] + counts[u]), ascending; thread c sums dout[., c] over them in order.
+// Blocks past the number of runs (known only on the device) return at once.
 __global__ void encoder_backward_wte_kernel(float* dwte, const float* dout, const std::int32_t* tokens,
-                                            const std::int32_t* offsets, const std::int32_t* positions, int C) {
+                                            const std::int32_t* counts, const std::int32_t* offsets,
+                                            const std::int32_t* positions, const std::int32_t* runs, int C) {
   const int u = blockIdx.x;
   const int c = blockIdx.y * blockDim.x + threadIdx.x;
-  if (c >= C) return;
+  if (u >= *runs || c >= C) return;
+  const int begin = offsets[u];
+  const int end = begin + counts[u];
   float sum = 0.0f;
-  for (int k = offsets[u]; k < offsets[u + 1]; ++k) sum += dout[static_cast<std::size_t>(positions[k]) * C + c];
+  for (int k = begin; k < end; ++k) sum += dout[static_cast<std::size_t>(positions[k]) * C + c];
   dwte[static_cast<std::size_t>(tokens[u]) * C + c] += sum;
+}
+
+// The scratch of encoder_backward_wte: six int32 arrays of N, the run count, then CUB's temporary storage.
+struct EncoderScratch {
+  std::int32_t *ids_sorted, *positions_in, *positions, *tokens, *counts, *offsets, *runs;
+  void* cub_temp;
+  std::size_t cub_bytes;
+};
+
+constexpr std::size_t kAlign = 256;
+std::size_t align_up(std::size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
+
+// The largest temporary storage the three CUB passes need for N items (a size query: no launch).
+std::size_t cub_temp_bytes(int N) {
+  std::size_t sort = 0, encode = 0, scan = 0;
+  const std::int32_t* in = nullptr;
+  std::int32_t* out = nullptr;
+  CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, sort, in, out, in, out, N));
+  CUDA_CHECK(cub::DeviceRunLengthEncode::Encode(nullptr, encode, in, out, out, out, N));
+  CUDA_CHECK(cub::DeviceScan::ExclusiveSum(nullptr, scan, in, out, N));
+  return std::max(sort, std::max(encode, scan));
+}
+
+EncoderScratch carve_encoder_scratch(void* workspace, int N) {
+  auto* base = static_cast<unsigned char*>(workspace);
+  const std::size_t array = align_up(static_cast<std::size_t>(N) * sizeof(std::int32_t));
+  EncoderScratch s{};
+  std::int32_t** arrays[] = {&s.ids_sorted, &s.positions_in, &s.positions, &s.tokens, &s.counts, &s.offsets};
+  for (std::int32_t** a : arrays) {
+    *a = reinterpret_cast<std::int32_t*>(base);
+    base += array;
+  }
+  s.runs = reinterpret_cast<std::int32_t*>(base);
+  base += kAlign;
+  s.cub_temp = base;
+  s.cub_bytes = cub_temp_bytes(N);
+  return s;
 }
 
 // one thread per (t, c): sum over b in order
@@ -49,11 +101,30 @@ void encoder_forward(cudaStream_t stream, float* out, const std::int32_t* inp, c
   CUDA_CHECK_LAUNCH();
 }
 
-void encoder_backward_wte(cudaStream_t stream, float* dwte, const float* dout, const std::int32_t* tokens,
-                          const std::int32_t* offsets, const std::int32_t* positions, int buckets, int C) {
-  if (buckets == 0) return;
-  const dim3 grid(static_cast<unsigned int>(buckets), blocks_for(static_cast<std::size_t>(C)));
-  encoder_backward_wte_kernel<<<grid, kBlock, 0, stream>>>(dwte, dout, tokens, offsets, positions, C);
+std::size_t encoder_backward_workspace_bytes(int N) {
+  if (N <= 0) return 0;
+  return 6 * align_up(static_cast<std::size_t>(N) * sizeof(std::int32_t)) + kAlign + cub_temp_bytes(N);
+}
+
+void encoder_backward_wte(cudaStream_t stream, float* dwte, const float* dout, const std::int32_t* inp, int N, int C,
+                          void* workspace) {
+  if (N <= 0 || C <= 0) return;
+  EncoderScratch s = carve_encoder_scratch(workspace, N);
+  iota_kernel<<<blocks_for(static_cast<std::size_t>(N)), kBlock, 0, stream>>>(s.positions_in, N);
+  CUDA_CHECK_LAUNCH();
+  // Stable: positions of one token stay ascending, so each bucket is summed in position order.
+  std::size_t bytes = s.cub_bytes;
+  CUDA_CHECK(cub::DeviceRadixSort::SortPairs(s.cub_temp, bytes, inp, s.ids_sorted, s.positions_in, s.positions, N, 0,
+                                             static_cast<int>(sizeof(std::int32_t) * 8), stream));
+  bytes = s.cub_bytes;
+  CUDA_CHECK(cub::DeviceRunLengthEncode::Encode(s.cub_temp, bytes, s.ids_sorted, s.tokens, s.counts, s.runs, N,
+                                                stream));
+  bytes = s.cub_bytes;
+  CUDA_CHECK(cub::DeviceScan::ExclusiveSum(s.cub_temp, bytes, s.counts, s.offsets, N, stream));
+  // At most N buckets: the grid covers them all, the kernel reads how many there are.
+  const dim3 grid(static_cast<unsigned int>(N), blocks_for(static_cast<std::size_t>(C)));
+  encoder_backward_wte_kernel<<<grid, kBlock, 0, stream>>>(dwte, dout, s.tokens, s.counts, s.offsets, s.positions,
+                                                           s.runs, C);
   CUDA_CHECK_LAUNCH();
 }
 

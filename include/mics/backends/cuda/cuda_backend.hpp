@@ -55,8 +55,8 @@ class CudaBackend final : public Backend {
 
   void encoder_forward(float* out, const std::int32_t* inp, const float* wte, const float* wpe, int B, int T,
                        int C) override;
-  // Copies the token ids to the host (one stream sync) to bucket positions by token, then sums each
-  // bucket in a fixed order: deterministic, no atomics.
+  // Buckets positions by token on the device (stable sort) and sums each bucket in position order:
+  // deterministic, no atomics, no host round trip.
   void encoder_backward(float* dwte, float* dwpe, const float* dout, const std::int32_t* inp, int B, int T,
                         int C) override;
   void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
@@ -88,8 +88,6 @@ class CudaBackend final : public Backend {
   DeviceBuffer<float> workspace_;
   DeviceBuffer<double> sum_scratch_;     // sum_squares partials, then the result
   PinnedBuffer<double> sum_host_;
-  PinnedBuffer<std::int32_t> tokens_host_;   // encoder backward: token ids, then the buckets
-  DeviceBuffer<std::int32_t> buckets_device_;
 };
 
 // The factory entry for make_backend("cuda", threads): MatmulPrecision from the environment

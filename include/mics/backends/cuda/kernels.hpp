@@ -34,11 +34,12 @@ inline constexpr int kColumnChunks = 64;
 // out (B,T,C) = wte[inp[b,t]] + wpe[t]
 void encoder_forward(cudaStream_t stream, float* out, const std::int32_t* inp, const float* wte, const float* wpe,
                      int B, int T, int C);
-// Deterministic dwte scatter from buckets of positions by token (built on the host): bucket u holds token
-// tokens[u] and positions[offsets[u] .. offsets[u+1]) in ascending order; dwte[tokens[u]] += sum of
-// dout (N,C) over those positions, summed in that order.
-void encoder_backward_wte(cudaStream_t stream, float* dwte, const float* dout, const std::int32_t* tokens,
-                          const std::int32_t* offsets, const std::int32_t* positions, int buckets, int C);
+// Bytes of scratch encoder_backward_wte needs for N = B*T positions.
+std::size_t encoder_backward_workspace_bytes(int N);
+// dwte[inp[i]] += dout[i] (N,C), deterministic: positions are bucketed by token on the device (stable sort)
+// and each bucket is summed in ascending position order, no atomics.
+void encoder_backward_wte(cudaStream_t stream, float* dwte, const float* dout, const std::int32_t* inp, int N, int C,
+                          void* workspace);
 // dwpe[t] += sum_b dout[b,t] (b ascending).
 void encoder_backward_wpe(cudaStream_t stream, float* dwpe, const float* dout, int B, int T, int C);
 
