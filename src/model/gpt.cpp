@@ -168,12 +168,9 @@ void Gpt::forward(const Stage& stage, const float* params) {
       backend_.matmul_forward(a.logits.data(), a.lnf.data(), params, nullptr, N, C, s.padded_vocab);
       backend_.crossentropy_forward(a.losses.data(), a.inv_sum.data(), a.logits.data(), a.targets.data(), N, s.vocab,
                                     s.padded_vocab);
-      std::vector<float> host(static_cast<std::size_t>(N));
-      backend_.copy_to_host(host.data(), a.losses.data(), host.size() * sizeof(float));
-      double total = 0.0;
-      for (float l : host) total += l;
-      loss_ = static_cast<float>(total / N);
+      // Read back lazily (loss()): on a device the backward is queued before the host waits for the losses.
       have_loss_ = true;
+      loss_read_ = false;
       logits_hold_grads_ = false;
       break;
     }
@@ -205,6 +202,15 @@ void Gpt::forward_block(int layer, const float* p) {
 
 float Gpt::loss() const {
   if (!have_loss_) throw Error("Gpt::loss() called before the Head stage's forward of this batch");
+  if (!loss_read_) {
+    const std::size_t N = static_cast<std::size_t>(B_) * T_;
+    std::vector<float> host(N);
+    backend_.copy_to_host(host.data(), acts_->losses.data(), N * sizeof(float));
+    double total = 0.0;
+    for (float l : host) total += l;
+    loss_ = static_cast<float>(total / static_cast<double>(N));
+    loss_read_ = true;
+  }
   return loss_;
 }
 
@@ -287,14 +293,13 @@ float forward_backward(Gpt& gpt, std::span<const float* const> unit_params, std:
                 " gradient buffers");
   }
   for (const Stage& stage : gpt.forward_stages()) gpt.forward(stage, unit_params[static_cast<std::size_t>(stage.unit)]);
-  const float loss = gpt.loss();
   if (!unit_grads.empty()) {
     for (const Stage& stage : gpt.backward_stages()) {
       const auto u = static_cast<std::size_t>(stage.unit);
       gpt.backward(stage, unit_params[u], unit_grads[u], grad_scale);
     }
   }
-  return loss;
+  return gpt.loss();
 }
 
 }  // namespace mics::model

@@ -104,7 +104,9 @@ class Gpt {
   void set_batch(const std::int32_t* inputs, const std::int32_t* targets);
   // unit_params: that unit's gathered flat buffer (backend memory). Stages must run in forward_stages() order.
   void forward(const Stage& stage, const float* unit_params);
-  float loss() const;  // mean cross-entropy over the B*T positions, valid after the Head forward
+  // Mean cross-entropy over the B*T positions, valid after the Head forward (also after the backward:
+  // the per-position losses are kept). The first call per batch waits for the device.
+  float loss() const;
   // ACCUMULATES (+=) the gradient of grad_scale * loss into unit_grads. Stages run in backward_stages()
   // order after a full forward; the Head stage starts the chain, so grad_scale must be the same for all
   // stages of one backward pass.
@@ -127,8 +129,9 @@ class Gpt {
   int B_ = 0;
   int T_ = 0;
   std::unique_ptr<Activations> acts_;
-  float loss_ = 0.0f;
+  mutable float loss_ = 0.0f;
   bool have_loss_ = false;
+  mutable bool loss_read_ = false;  // loss_ holds the mean of the Head forward's losses
   bool logits_hold_grads_ = false;  // the Head backward turned the logits into their gradient
   float chain_scale_ = 0.0f;
 };
