@@ -1,7 +1,8 @@
 // comm::Collectives on device memory with NCCL, one rank per GPU.
 //
-// One NCCL communicator per MiCS group (world, partition, replication, intra- and inter-node), made from
-// the group's MPI communicator: rank 0 of the group creates the unique id and broadcasts it over MPI.
+// One NCCL communicator per MiCS group (partition, replication, intra- and inter-node at construction; the
+// world only if a device-memory collective over it is issued), made from the group's MPI communicator:
+// rank 0 of the group creates the unique id and broadcasts it over MPI.
 // Communicators are non-blocking (ncclConfig_t blocking = 0): every init and enqueue is polled with
 // ncclCommGetAsyncError under a timeout.
 //

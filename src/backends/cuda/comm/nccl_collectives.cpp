@@ -159,9 +159,12 @@ NcclCollectives::NcclCollectives(topology::Topology& topology, int device, cudaS
       compute_stream_(compute_stream),
       host_(host),
       options_(options) {
-  // The same order on every rank, one communicator at a time: no two inits can wait on each other.
-  for (comm::Communicator* c : {&topology.world(), &topology.partition(), &topology.replication(),
-                                &topology.intra_node(), &topology.inter_node()}) {
+  // The same order on every rank, one communicator at a time: no two inits can wait on each other. Not the
+  // world: the engine moves only host scalars over it, and a world-wide NCCL communicator costs init time
+  // and buffers that grow with the cluster. A device-memory world collective makes it on first use (every
+  // rank issues that collective, so every rank makes it at the same point).
+  for (comm::Communicator* c : {&topology.partition(), &topology.replication(), &topology.intra_node(),
+                                &topology.inter_node()}) {
     if (c->valid()) nccl_comm(*c);
   }
   watchdog_ = std::thread([this] { watchdog_loop(); });
