@@ -11,11 +11,17 @@
 
 namespace mics::backends {
 
-std::unique_ptr<Backend> make_backend(std::string_view device, int threads) {
-  if (device == "cpu") return std::make_unique<cpu::CpuBackend>(threads);
+std::unique_ptr<Backend> make_backend(std::string_view device, int threads, std::string_view matmul) {
+  if (matmul != "auto" && matmul != "bf16" && matmul != "fp32") {
+    throw Error("backend.matmul = " + std::string(matmul) + " is not one of auto, bf16, fp32");
+  }
+  if (device == "cpu") {
+    if (matmul == "bf16") throw Error("backend.matmul = bf16 needs backend.device = cuda (the cpu backend is fp32)");
+    return std::make_unique<cpu::CpuBackend>(threads);
+  }
   if (device == "cuda") {
 #if defined(MICS_WITH_CUDA)
-    return cuda::make_cuda_backend();
+    return cuda::make_cuda_backend(matmul == "fp32" ? cuda::MatmulPrecision::fp32 : cuda::MatmulPrecision::bf16);
 #else
     throw Error("backend.device = cuda: this build has no CUDA compute backend (use backend.device = cpu)");
 #endif

@@ -115,6 +115,9 @@ std::vector<KeyDef> build_schema() {
       // [backend]
       choice_key("backend.device", "cpu", {"cpu", "cuda"}, "compute backend"),
       int_key("backend.threads", "0", 0, "CPU threads per rank; 0 = OpenMP default"),
+      choice_key("backend.matmul", "auto", {"auto", "bf16", "fp32"},
+                 "GEMM arithmetic: bf16 = tensor cores with fp32 accumulation (cuda only), fp32 = exact fp32; "
+                 "auto = bf16 on cuda, fp32 on cpu"),
       // [checkpoint]
       string_key("checkpoint.dir", "checkpoints", "directory of checkpoints"),
       int_key("checkpoint.every_steps", "0", 0, "save every N steps; 0 = off"),

@@ -167,7 +167,8 @@ int run_training(const config::Config& cfg, topology::Topology& topology, comm::
 
   std::unique_ptr<backends::Backend> backend;
   agree_or_stop(topology, [&] {  // e.g. backend.device = cuda on a node without a GPU
-    backend = backends::make_backend(cfg.get_string("backend.device"), int_key(cfg, "backend.threads"));
+    backend = backends::make_backend(cfg.get_string("backend.device"), int_key(cfg, "backend.threads"),
+                                     cfg.get_string("backend.matmul"));
   });
   model::Gpt gpt(model_dims, *backend, B, T);
   // Device memory moves with NCCL (or host-staged MPI when ranks share GPUs); host memory with `collectives`.

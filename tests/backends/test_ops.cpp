@@ -224,7 +224,8 @@ TEST_CASE("cross-entropy forward and in-place backward ignore padding columns", 
   }
 }
 
-TEST_CASE("make_backend: cpu works, cuda works or says why not, unknown devices are named errors", "[backends]") {
+TEST_CASE("make_backend: cpu works, cuda works or says why not, unknown devices and matmul modes are named errors",
+          "[backends]") {
   auto be = backends::make_backend("cpu", 1);
   CHECK(be->name() == "cpu");
   // Without a CUDA build or without a visible GPU the error says so; on a GPU machine it is the CUDA backend.
@@ -235,6 +236,9 @@ TEST_CASE("make_backend: cpu works, cuda works or says why not, unknown devices 
     CHECK_THAT(e.what(), Catch::Contains("CUDA"));
   }
   CHECK_THROWS_WITH(backends::make_backend("tpu", 1), Catch::Contains("tpu"));
+  CHECK(backends::make_backend("cpu", 1, "fp32")->name() == "cpu");
+  CHECK_THROWS_WITH(backends::make_backend("cpu", 1, "bf16"), Catch::Contains("backend.matmul = bf16"));
+  CHECK_THROWS_WITH(backends::make_backend("cpu", 1, "fp16"), Catch::Contains("fp16"));
 }
 
 TEST_CASE("buffers are 64-byte aligned, move-only owners", "[backends]") {

@@ -94,6 +94,8 @@ def main():
     if subprocess.run(["sh", "-c", "nvidia-smi -L"], capture_output=True).returncode != 0:
         expect_failure("cuda without a GPU", 2, ["train", "--deck", tiny, "--backend.device=cuda"],
                        "backend.device = cuda", "CUDA")
+    expect_failure("bf16 on the cpu", 2, ["train", "--deck", tiny, "--backend.matmul=bf16"],
+                   "backend.matmul = bf16", "backend.device = cuda")
     expect_failure("bad bench option", 2, ["bench", "comm", "-b", "lots"], "lots")
     # An error that only rank 1 sees (its log file is a directory) still stops the whole job at once.
     os.makedirs(os.path.join(runner.dir, "logs", "rank1.log"), exist_ok=True)

@@ -156,7 +156,9 @@ void Buffer<T>::release() {
   count_ = 0;
 }
 
-// "cpu" (threads <= 0: OpenMP's default); "cuda" throws mics::Error when this build has no CUDA backend.
-std::unique_ptr<Backend> make_backend(std::string_view device, int threads);
+// The deck's [backend]: device "cpu" (threads <= 0: OpenMP's default) or "cuda"; matmul "auto" (bf16 on cuda,
+// fp32 on cpu), "bf16" (cuda only) or "fp32". Throws mics::Error naming the key for what this build or
+// machine cannot do (no CUDA backend, no visible GPU, bf16 on the cpu).
+std::unique_ptr<Backend> make_backend(std::string_view device, int threads, std::string_view matmul = "auto");
 
 }  // namespace mics::backends

@@ -2,8 +2,6 @@
 #include "mics/backends/cuda/cuda_backend.hpp"
 
 #include <cmath>
-#include <cstdlib>
-#include <cstring>
 #include <string>
 
 #include "mics/backends/cuda/check.hpp"
@@ -180,16 +178,8 @@ void CudaBackend::crossentropy_backward(float* logits, const float* inv_sum, con
 
 // --- factory ---------------------------------------------------------------------------------------------
 
-std::unique_ptr<Backend> make_cuda_backend() {
-  CudaOptions options;
-  if (const char* value = std::getenv("MICS_CUDA_MATMUL"); value != nullptr && *value != '\0') {
-    if (std::strcmp(value, "bf16") == 0) {
-      options.precision = MatmulPrecision::bf16;
-    } else if (std::strcmp(value, "fp32") != 0) {
-      throw Error(std::string("MICS_CUDA_MATMUL = ") + value + " is not one of fp32, bf16");
-    }
-  }
-  return std::make_unique<CudaBackend>(options);
+std::unique_ptr<Backend> make_cuda_backend(MatmulPrecision precision) {
+  return std::make_unique<CudaBackend>(CudaOptions{-1, precision});
 }
 
 }  // namespace mics::backends::cuda

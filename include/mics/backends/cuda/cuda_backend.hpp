@@ -90,9 +90,8 @@ class CudaBackend final : public Backend {
   PinnedBuffer<double> sum_host_;
 };
 
-// The factory entry for make_backend("cuda", threads): MatmulPrecision from the environment
-// (MICS_CUDA_MATMUL = fp32 | bf16, default fp32); throws mics::Error
+// The factory entry for make_backend("cuda", ...) with the deck's backend.matmul; throws mics::Error
 // "backend.device = cuda but no CUDA device is visible" on a machine without one.
-std::unique_ptr<Backend> make_cuda_backend();
+std::unique_ptr<Backend> make_cuda_backend(MatmulPrecision precision);
 
 }  // namespace mics::backends::cuda
