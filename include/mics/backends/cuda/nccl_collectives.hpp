@@ -177,7 +177,8 @@ class NcclCollectives final : public comm::Collectives {
   std::vector<InFlight> in_flight_;
   std::string failure_;
   bool aborted_ = false;
-  std::atomic<bool> failed_{false};  // failure_ is set and the communicators are aborted
+  std::atomic<bool> failed_{false};  // failure_ is set (the communicators are being or have been aborted)
+  mutable bool raised_ = false;      // the main thread has thrown the failure (main thread only)
   std::atomic<bool> stop_{false};
   std::thread watchdog_;
 };

@@ -4,6 +4,7 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -178,8 +179,13 @@ NcclCollectives::~NcclCollectives() {
   stop_ = true;
   if (watchdog_.joinable()) watchdog_.join();
   std::lock_guard<std::mutex> lock(mutex_);
-  if (aborted_) return;
   const bool unwinding = std::uncaught_exceptions() > 0;
+  if (failed_ && !raised_ && !unwinding) {
+    // Recorded by the watchdog after the main thread's last call: nothing raised it, so say it here.
+    std::fprintf(stderr, "mics: error on rank %d: %s\n", world_rank_, failure_.c_str());
+    std::fflush(stderr);
+  }
+  if (aborted_) return;
   const Clock::time_point deadline = Clock::now() + options_.timeout;
   for (auto& [mpi, nccl] : comms_) {
     ncclResult_t state = unwinding ? ncclInternalError : ncclCommFinalize(nccl);
@@ -251,16 +257,28 @@ void NcclCollectives::check_failed() const {
     std::lock_guard<std::mutex> lock(mutex_);
     message = failure_;
   }
+  raised_ = true;
   throw Error(message);
 }
 
 void NcclCollectives::abort_locked(const std::string& message) {
   if (failure_.empty()) failure_ = message;
-  if (!aborted_) {
-    for (auto& [mpi, nccl] : comms_) ncclCommAbort(nccl);
-    aborted_ = true;
-  }
+  // Failed before any abort: the abort ends the stuck kernels, and a host thread that then sees its
+  // collective complete must find the failure, not take the garbage result for a success.
   failed_ = true;
+  if (aborted_) return;
+  aborted_ = true;
+  // In stream order: the oldest unfinished collective's communicators first (its kernel is the one running
+  // on the comm stream). Aborting another first could wait, in its device-memory free, for that kernel.
+  std::vector<ncclComm_t> done;
+  const auto abort_once = [&done](ncclComm_t nccl) {
+    if (std::find(done.begin(), done.end(), nccl) != done.end()) return;
+    ncclCommAbort(nccl);
+    done.push_back(nccl);
+  };
+  for (const InFlight& op : in_flight_)
+    for (ncclComm_t nccl : op.comms) abort_once(nccl);
+  for (auto& [mpi, nccl] : comms_) abort_once(nccl);
 }
 
 void NcclCollectives::fail(const std::string& message) {
@@ -270,6 +288,7 @@ void NcclCollectives::fail(const std::string& message) {
     abort_locked(message);
     first = failure_;
   }
+  raised_ = true;
   throw Error(first);
 }
 
@@ -319,13 +338,13 @@ void NcclCollectives::watchdog_loop() {
     if (failed_) break;
     std::string failure;
     std::lock_guard<std::mutex> lock(mutex_);
+    if (aborted_) break;  // the main thread failed meanwhile: the communicators are gone
     const Clock::time_point now = Clock::now();
     for (std::size_t i = 0; i < in_flight_.size() && failure.empty();) {
       InFlight& op = in_flight_[i];
       const cudaError_t rc = cudaEventQuery(op.done->get());
       if (rc == cudaSuccess) {
-        in_flight_[i] = std::move(in_flight_.back());
-        in_flight_.pop_back();
+        in_flight_.erase(in_flight_.begin() + static_cast<std::ptrdiff_t>(i));  // keep issue order (abort_locked)
         continue;
       }
       if (rc != cudaErrorNotReady) {
