@@ -3,6 +3,7 @@
 #include <boost/program_options.hpp>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 
 #include "mics/log/log.hpp"
 #include "mics/util/error.hpp"
@@ -41,6 +42,9 @@ MpiSession::MpiSession() {
 
 MpiSession::~MpiSession() {
   log::flush();
+  // An exception on its way to main() may have been seen by this rank alone: MPI_Finalize would wait for
+  // peers that are still inside a collective. main() aborts the job instead (fatal_one).
+  if (std::uncaught_exceptions() > 0) return;
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (!finalized) MPI_Finalize();
