@@ -19,12 +19,20 @@
 
 namespace mics::backends::cuda {
 
-bool ranks_share_gpus(int device, MPI_Comm world) {
-  using Uuid = std::array<char, sizeof(cudaUUID_t)>;
+namespace {
+
+using Uuid = std::array<char, sizeof(cudaUUID_t)>;
+
+Uuid uuid_of(int device) {
   cudaDeviceProp prop{};
   CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
-  Uuid mine{};
-  std::copy(std::begin(prop.uuid.bytes), std::end(prop.uuid.bytes), mine.begin());
+  Uuid uuid{};
+  std::copy(std::begin(prop.uuid.bytes), std::end(prop.uuid.bytes), uuid.begin());
+  return uuid;
+}
+
+// The collective half of ranks_share_gpus: nothing in it fails on one rank alone (MPI errors abort).
+bool share_uuids(Uuid mine, MPI_Comm world) {
   // A GPU is on one machine: comparing inside each machine is enough.
   MPI_Comm local = MPI_COMM_NULL;
   MICS_MPI_CHECK(MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &local));
@@ -39,8 +47,6 @@ bool ranks_share_gpus(int device, MPI_Comm world) {
   MICS_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &shares, 1, MPI_INT, MPI_MAX, world));
   return shares != 0;
 }
-
-namespace {
 
 constexpr std::array<const char*, 3> kModes = {"auto", "nccl", "staged"};
 
@@ -57,15 +63,20 @@ int mode_from_env() {
 
 }  // namespace
 
+bool ranks_share_gpus(int device, MPI_Comm world) { return share_uuids(uuid_of(device), world); }
+
 DeviceCollectives choose_device_collectives(Backend& backend, topology::Topology& topology) {
   auto* gpu = dynamic_cast<CudaBackend*>(&backend);
   if (gpu == nullptr) return DeviceCollectives::none;  // the deck's backend.device: the same on every rank
   const MPI_Comm world = topology.world().handle();
-  // Settings first, agreed before any other collective, so a rank that fails here leaves none waiting.
+  // Everything that can fail on one rank first (the setting, the GPU's identity), agreed before any other
+  // collective: a rank that fails here leaves none waiting.
   std::string error;
   int mode = 0;
+  Uuid gpu_uuid{};
   try {
     mode = mode_from_env();
+    gpu_uuid = uuid_of(gpu->device());
   } catch (const Error& e) {
     error = e.what();
   }
@@ -75,7 +86,7 @@ DeviceCollectives choose_device_collectives(Backend& backend, topology::Topology
   int modes[2] = {mode, -mode};  // reduced with MAX: {largest, -smallest}
   MICS_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, modes, 2, MPI_INT, MPI_MAX, world));
   if (modes[0] != -modes[1]) throw Error("MICS_CUDA_COLLECTIVES differs between ranks: set it the same on all");
-  const bool shared = ranks_share_gpus(gpu->device(), world);
+  const bool shared = share_uuids(gpu_uuid, world);
   const std::string choice = kModes[static_cast<std::size_t>(mode)];
   if (choice == "nccl" && shared) {
     throw Error("MICS_CUDA_COLLECTIVES = nccl, but ranks share a GPU: NCCL needs one GPU per rank");
