@@ -373,6 +373,7 @@ StepResult Engine::step(int step, float lr, const BatchFn& batch) {
     batch(micro, inputs.data(), targets.data());
     gpt_.set_batch(inputs.data(), targets.data());
     run_micro_step(micro, micro + 1 == options_.grad_accum, true, result.times);
+    ScopedTimer timer(result.times.compute);  // on a device, the wait for the micro-step's kernels
     loss_sum += gpt_.loss();
   }
   update(step, lr, result);

@@ -49,11 +49,11 @@ struct EngineOptions {
 };
 
 // Where the wall time of one optimizer step went (seconds, this rank), measured on the host. On a device
-// backend the ops only queue work and the host waits where a result comes back (the loss after the Head
-// forward, the token ids in the embedding backward, each unit's gradient norm): device time lands in
-// whichever timer holds that wait, mostly compute and optimizer. With NCCL, whose waits order the streams
-// without blocking the host, gather_wait, reduce_scatter and replica_all_reduce stay near 0. total holds
-// over a run (a step's AdamW is waited for in the next step).
+// backend the ops only queue work and the host waits where a result comes back (each micro-step's loss,
+// read after its backward, and each unit's gradient norm): device time lands in the timer that holds the
+// wait, compute and optimizer. With NCCL, whose waits order the streams without blocking the host,
+// gather_wait, reduce_scatter and replica_all_reduce stay near 0. total holds over a run (a step's AdamW
+// is waited for in the next step).
 struct StepTimes {
   double compute = 0;           // forward and backward kernels
   double gather_wait = 0;       // waiting for parameters that the prefetch had not delivered
