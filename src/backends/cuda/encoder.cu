@@ -114,13 +114,17 @@ void encoder_backward_wte(cudaStream_t stream, float* dwte, const float* dout, c
   CUDA_CHECK_LAUNCH();
   // Stable: positions of one token stay ascending, so each bucket is summed in position order.
   std::size_t bytes = s.cub_bytes;
-  CUDA_CHECK(cub::DeviceRadixSort::SortPairs(s.cub_temp, bytes, inp, s.ids_sorted, s.positions_in, s.positions, N, 0,
+  const std::int32_t* positions_in = s.positions_in;
+  CUDA_CHECK(cub::DeviceRadixSort::SortPairs(s.cub_temp, bytes, inp, s.ids_sorted, positions_in, s.positions, N, 0,
                                              static_cast<int>(sizeof(std::int32_t) * 8), stream));
+  // Encode writes counts only for the runs; the scan reads all N, so the rest must be defined (0).
+  CUDA_CHECK(cudaMemsetAsync(s.counts, 0, static_cast<std::size_t>(N) * sizeof(std::int32_t), stream));
+  const std::int32_t* ids_sorted = s.ids_sorted;  // the argument types of the size query (cub_temp_bytes)
+  const std::int32_t* counts = s.counts;
   bytes = s.cub_bytes;
-  CUDA_CHECK(cub::DeviceRunLengthEncode::Encode(s.cub_temp, bytes, s.ids_sorted, s.tokens, s.counts, s.runs, N,
-                                                stream));
+  CUDA_CHECK(cub::DeviceRunLengthEncode::Encode(s.cub_temp, bytes, ids_sorted, s.tokens, s.counts, s.runs, N, stream));
   bytes = s.cub_bytes;
-  CUDA_CHECK(cub::DeviceScan::ExclusiveSum(s.cub_temp, bytes, s.counts, s.offsets, N, stream));
+  CUDA_CHECK(cub::DeviceScan::ExclusiveSum(s.cub_temp, bytes, counts, s.offsets, N, stream));
   // At most N buckets: the grid covers them all, the kernel reads how many there are.
   const dim3 grid(static_cast<unsigned int>(N), blocks_for(static_cast<std::size_t>(C)));
   encoder_backward_wte_kernel<<<grid, kBlock, 0, stream>>>(dwte, dout, s.tokens, s.counts, s.offsets, s.positions,
