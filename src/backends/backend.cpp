@@ -1,6 +1,7 @@
 // The backend factory: the one place that knows which backends this build has.
 #include "mics/backends/backend.hpp"
 
+#include <cstdlib>
 #include <string>
 
 #include "mics/backends/cpu/cpu_backend.hpp"
@@ -12,6 +13,9 @@
 namespace mics::backends {
 
 std::unique_ptr<Backend> make_backend(std::string_view device, int threads, std::string_view matmul) {
+  if (std::getenv("MICS_CUDA_MATMUL") != nullptr) {  // read by earlier versions: refuse rather than ignore it
+    throw Error("MICS_CUDA_MATMUL is no longer read: set backend.matmul = bf16 | fp32 in the deck instead");
+  }
   if (matmul != "auto" && matmul != "bf16" && matmul != "fp32") {
     throw Error("backend.matmul = " + std::string(matmul) + " is not one of auto, bf16, fp32");
   }
