@@ -180,7 +180,7 @@ GPU_TEST(encoder_forward_backward) {
        d_dwpe = upload(dwpe0);
   auto d_out = gpu().alloc<float>(static_cast<std::size_t>(N) * C);
   gpu().encoder_forward(d_out.data(), d_inp.data(), d_wte.data(), d_wpe.data(), B, T, C);
-  // batch row 0 alone first, then all B rows: the bucket buffers grow between the calls
+  // batch row 0 alone first, then all B rows: the bucket scratch grows between the calls
   gpu().encoder_backward(d_dwte.data(), d_dwpe.data(), d_dout.data(), d_inp.data(), 1, T, C);
   gpu().encoder_backward(d_dwte.data(), d_dwpe.data(), d_dout.data(), d_inp.data(), B, T, C);
   Vec out(static_cast<std::size_t>(N) * C), dwte = widen(dwte0), dwpe = widen(dwpe0);
@@ -194,6 +194,35 @@ GPU_TEST(encoder_forward_backward) {
   CHECK_REL(download(d_out), out, kElementwise);
   CHECK_REL(download(d_dwte), dwte, kElementwise);
   CHECK_REL(download(d_dwpe), dwpe, kElementwise);
+}
+
+// The contract behind determinism: each token's rows are summed in float in ascending position order, then
+// added once; bit-identical to that host emulation, and to itself on a second run.
+GPU_TEST(encoder_backward_sums_buckets_in_position_order) {
+  const int B = 4, T = 33, C = 260, Vp = 128, N = B * T;
+  auto inp = randint(N, 9);
+  inp[5] = 100;  // a token with a single position, far from the others
+  const auto dout = randn(static_cast<std::size_t>(N) * C);
+  const auto dwte0 = randn(static_cast<std::size_t>(Vp) * C), dwpe0 = randn(static_cast<std::size_t>(T) * C);
+  auto d_inp = upload(inp);
+  auto d_dout = upload(dout);
+  std::vector<float> want = dwte0;
+  for (int token = 0; token < Vp; ++token)
+    for (int c = 0; c < C; ++c) {
+      float sum = 0.0f;
+      bool any = false;
+      for (int p = 0; p < N; ++p) {
+        if (inp[p] != token) continue;
+        sum += dout[static_cast<std::size_t>(p) * C + c];
+        any = true;
+      }
+      if (any) want[static_cast<std::size_t>(token) * C + c] += sum;
+    }
+  for (int run = 0; run < 2; ++run) {
+    auto d_dwte = upload(dwte0), d_dwpe = upload(dwpe0);
+    gpu().encoder_backward(d_dwte.data(), d_dwpe.data(), d_dout.data(), d_inp.data(), B, T, C);
+    CHECK(download(d_dwte) == want);
+  }
 }
 
 // --- layernorm ---------------------------------------------------------------------------------------------

@@ -9,6 +9,9 @@
 //   - wherever the gradient is well above its error (|g| > 4 * bound * max|g|) the signs agree and the
 //     updates differ by lr * eps * |1/g1 - 1/g2| plus rounding: within 1e-3 lr;
 //   - elsewhere the sign may differ (entries that cancel to ~0), so the two differ by at most 2 lr.
+// The bound is normwise, so "well above its error" assumes the error of each entry is at most the bound
+// times max|g|: true of the elementwise kernels and of GEMMs whose products carry relative errors of
+// the bound, not guaranteed by the normwise check alone.
 #include <cmath>
 #include <cstdint>
 #include <random>
