@@ -13,7 +13,8 @@
 // Blocking calls also wait on the host (polling, under the timeout) before returning.
 //
 // Failure: a watchdog thread polls every in-flight collective; on an asynchronous NCCL error, or one not
-// finished within the timeout, it records the error and aborts every communicator (ncclCommAbort), which
+// finished within the timeout, it records the error and aborts every communicator (ncclCommAbort, all at
+// once on threads nobody waits for: one abort can wait for another communicator's stuck kernel), which
 // ends the stuck kernels so a host thread blocked on a stream returns. It calls no MPI (MPI runs with
 // MPI_THREAD_FUNNELED: only the main thread may). The main thread raises the recorded error as mics::Error
 // at its next call into these collectives (issuing, test(), a blocking wait, even a host-memory or barrier
@@ -71,7 +72,8 @@ struct NcclOptions {
   std::chrono::milliseconds init_timeout = std::chrono::minutes(10);
   std::chrono::milliseconds watchdog_period = std::chrono::milliseconds(20);
   // After the communicators were aborted, how long the main thread has to raise the error before the
-  // watchdog ends the process (exit status 1, the reason on stderr).
+  // watchdog ends the process (exit status 1, the reason on stderr). Also how long the destructor waits
+  // for the communicators to finalize before it aborts them.
   std::chrono::milliseconds exit_grace = std::chrono::minutes(1);
 };
 
@@ -156,7 +158,8 @@ class NcclCollectives final : public comm::Collectives {
   void block(const Event& done, const std::string& what);
   // Main thread: throws the recorded failure as mics::Error once the communicators were aborted.
   void check_failed() const;
-  // Records `message` (the first failure is kept) and aborts every communicator once. Holds mutex_.
+  // Records `message` (the first failure is kept) and starts aborting every communicator, once, without
+  // waiting for the aborts. Holds mutex_.
   void abort_locked(const std::string& message);
   // Main thread: abort_locked, then throw the first failure.
   [[noreturn]] void fail(const std::string& message);

@@ -4,7 +4,6 @@
 
 #include <mpi.h>
 
-#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -108,6 +107,15 @@ std::string describe(ncclResult_t state, ncclComm_t comm) {
   return text;
 }
 
+// Aborts the communicators, each on a thread of its own that nobody waits for. ncclCommAbort blocks until
+// its communicator's device work has drained, and with one comm stream that work can sit behind another
+// communicator's stuck kernel, which only that communicator's abort ends: aborted together they all end.
+// Not waiting keeps the caller (and the lock it holds) free, so the main thread's error and the watchdog's
+// last resort still run. The threads hold only the handles: they may outlive the NcclCollectives.
+void abort_detached(const std::vector<ncclComm_t>& comms) {
+  for (ncclComm_t nccl : comms) std::thread([nccl] { ncclCommAbort(nccl); }).detach();
+}
+
 // NCCL reads an all-gather's input inside its output only in place: at this rank's block.
 void check_in_place(const void* send, const void* recv, std::size_t block_bytes, std::size_t blocks,
                     std::size_t index, const char* what) {
@@ -171,43 +179,59 @@ NcclCollectives::NcclCollectives(topology::Topology& topology, int device, cudaS
   watchdog_ = std::thread([this] { watchdog_loop(); });
 }
 
-// A rank that is unwinding an exception is about to abort the job: its peers will not finalize with it,
-// so its communicators are aborted, not finalized. Otherwise ncclCommFinalize (which waits for the issued
-// work and for the peers) is polled under one timeout for all communicators, in the same order on every
-// rank; a communicator not done by then is aborted.
+// A rank that is unwinding an exception is about to abort the job: its peers will not finalize with it, so
+// its communicators are aborted. A failure the watchdog recorded that nothing raised (it came after the
+// main thread's last call) makes the results suspect: the job stops here. Otherwise every communicator is
+// finalized (which waits for the issued work and for the peers) under one deadline; any not done by then
+// is aborted, with a message.
 NcclCollectives::~NcclCollectives() {
   stop_ = true;
   if (watchdog_.joinable()) watchdog_.join();
-  std::lock_guard<std::mutex> lock(mutex_);
   const bool unwinding = std::uncaught_exceptions() > 0;
-  if (failed_ && !raised_ && !unwinding) {
-    // Recorded by the watchdog after the main thread's last call: nothing raised it, so say it here.
-    std::fprintf(stderr, "mics: error on rank %d: %s\n", world_rank_, failure_.c_str());
-    std::fflush(stderr);
-  }
+  if (failed_ && !raised_ && !unwinding) fatal_one(failure_);
+  std::lock_guard<std::mutex> lock(mutex_);
   if (aborted_) return;
-  const Clock::time_point deadline = Clock::now() + options_.timeout;
-  for (auto& [mpi, nccl] : comms_) {
-    ncclResult_t state = unwinding ? ncclInternalError : ncclCommFinalize(nccl);
-    while (state == ncclInProgress && Clock::now() < deadline) {
+  if (unwinding) {
+    abort_locked("shutting down after an error");
+    return;
+  }
+  std::vector<ncclResult_t> states;
+  for (auto& [mpi, nccl] : comms_) states.push_back(ncclCommFinalize(nccl));
+  const Clock::time_point deadline = Clock::now() + options_.exit_grace;
+  std::vector<ncclComm_t> stuck;
+  for (std::size_t i = 0; i < comms_.size(); ++i) {
+    const ncclComm_t nccl = comms_[i].second;
+    while (states[i] == ncclInProgress && Clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::microseconds(100));
-      state = async_state(nccl);
+      states[i] = async_state(nccl);
     }
-    if (state == ncclSuccess) {
+    if (states[i] == ncclSuccess) {
       ncclCommDestroy(nccl);
     } else {
-      ncclCommAbort(nccl);
+      stuck.push_back(nccl);
     }
   }
   aborted_ = true;
+  if (stuck.empty()) return;
+  std::fprintf(stderr, "mics: rank %d: %zu NCCL communicators did not finalize within %s (a peer is gone): aborted\n",
+               world_rank_, stuck.size(), milliseconds(options_.exit_grace).c_str());
+  std::fflush(stderr);
+  abort_detached(stuck);
 }
 
 ncclComm_t NcclCollectives::nccl_comm(comm::Communicator& comm) {
   for (const auto& [mpi, nccl] : comms_)
     if (mpi == comm.handle()) return nccl;
   const ncclComm_t nccl = create(comm);
-  std::lock_guard<std::mutex> lock(mutex_);
-  comms_.emplace_back(comm.handle(), nccl);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (aborted_) {
+      abort_detached({nccl});  // the others were aborted while this one was made
+    } else {
+      comms_.emplace_back(comm.handle(), nccl);
+    }
+  }
+  check_failed();
   return nccl;
 }
 
@@ -224,7 +248,7 @@ ncclComm_t NcclCollectives::create(const comm::Communicator& comm) {
   const auto give_up = [&](const std::string& message) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      if (nccl != nullptr) ncclCommAbort(nccl);
+      if (nccl != nullptr) abort_detached({nccl});
     }
     fail(message);
   };
@@ -252,13 +276,8 @@ ncclComm_t NcclCollectives::create(const comm::Communicator& comm) {
 
 void NcclCollectives::check_failed() const {
   if (!failed_) return;
-  std::string message;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    message = failure_;
-  }
   raised_ = true;
-  throw Error(message);
+  throw Error(failure_);  // written before failed_ and never after it: no lock (abort_locked may hold it)
 }
 
 void NcclCollectives::abort_locked(const std::string& message) {
@@ -268,17 +287,9 @@ void NcclCollectives::abort_locked(const std::string& message) {
   failed_ = true;
   if (aborted_) return;
   aborted_ = true;
-  // In stream order: the oldest unfinished collective's communicators first (its kernel is the one running
-  // on the comm stream). Aborting another first could wait, in its device-memory free, for that kernel.
-  std::vector<ncclComm_t> done;
-  const auto abort_once = [&done](ncclComm_t nccl) {
-    if (std::find(done.begin(), done.end(), nccl) != done.end()) return;
-    ncclCommAbort(nccl);
-    done.push_back(nccl);
-  };
-  for (const InFlight& op : in_flight_)
-    for (ncclComm_t nccl : op.comms) abort_once(nccl);
-  for (auto& [mpi, nccl] : comms_) abort_once(nccl);
+  std::vector<ncclComm_t> comms;
+  for (const auto& [mpi, nccl] : comms_) comms.push_back(nccl);
+  abort_detached(comms);
 }
 
 void NcclCollectives::fail(const std::string& message) {
@@ -383,13 +394,9 @@ void NcclCollectives::await_main_thread() {
   const Clock::time_point start = Clock::now();
   while (!stop_) {
     if (Clock::now() - start > options_.exit_grace) {
-      std::string message;
-      {
-        std::lock_guard<std::mutex> lock(mutex_);
-        message = failure_;
-      }
+      // failure_ is final once failed_ is set: read without the lock
       std::fprintf(stderr, "mics: error on rank %d: %s; the main thread did not stop within %s: exiting\n",
-                   world_rank_, message.c_str(), milliseconds(options_.exit_grace).c_str());
+                   world_rank_, failure_.c_str(), milliseconds(options_.exit_grace).c_str());
       std::fflush(stderr);
       std::_Exit(kExitFailure);
     }
