@@ -7,6 +7,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <exception>
 #include <memory>
 #include <span>
 #include <string_view>
@@ -54,14 +56,14 @@ class Request {
   Request(Request&&) noexcept = default;
   Request& operator=(Request&& other) noexcept {
     if (this != &other) {
-      finish();
+      finish_noexcept();
       pending_ = std::move(other.pending_);
     }
     return *this;
   }
   Request(const Request&) = delete;
   Request& operator=(const Request&) = delete;
-  ~Request() { finish(); }
+  ~Request() { finish_noexcept(); }
 
   bool done() const { return pending_ == nullptr; }
   bool test() {
@@ -74,6 +76,17 @@ class Request {
   void finish() {
     if (pending_) {
       pending_->wait();
+      pending_.reset();
+    }
+  }
+  // For the destructor and move-assignment, which must not throw (an exception here, often while another
+  // unwinds, would end in std::terminate): the failure is printed, and the backend raises it again at
+  // its next call (a sticky CUDA error, an aborted NCCL communicator).
+  void finish_noexcept() noexcept {
+    try {
+      finish();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "mics: a collective failed while its handle was released: %s\n", e.what());
       pending_.reset();
     }
   }
