@@ -22,7 +22,8 @@
 // main thread does not get there within NcclOptions::exit_grace (blocked in an MPI call on a peer that will
 // never come) does the watchdog end the process itself. Errors seen by the main thread throw the same way.
 // NCCL calls are not thread-safe across the communicators of one device: the watchdog and the main thread
-// take turns on a mutex for every NCCL call.
+// take turns on a mutex for every NCCL call. The aborts run together on threads of their own (one abort
+// can wait for another communicator's stuck kernel); once they start, no other NCCL call is made.
 //
 // Semantics as MpiCollectives, except ReduceOp::average, which is ncclAvg (each input multiplied by 1/n,
 // then summed): equal to MPI's sum / n when n is a power of two, within rounding otherwise.
@@ -161,6 +162,12 @@ class NcclCollectives final : public comm::Collectives {
   // Records `message` (the first failure is kept) and starts aborting every communicator, once, without
   // waiting for the aborts. Holds mutex_.
   void abort_locked(const std::string& message);
+  // ncclCommAbort of each, all at once on threads of their own (counted in aborts_running_).
+  void start_aborts(const std::vector<ncclComm_t>& comms);
+  // Waits (at most exit_grace, then ends the process) until every abort started has returned.
+  void await_aborts() const;
+  // Destructor: finalize and destroy each communicator in turn; abort the rest at the first that fails.
+  void finalize_locked();
   // Main thread: abort_locked, then throw the first failure.
   [[noreturn]] void fail(const std::string& message);
   void watchdog_loop();
@@ -183,6 +190,7 @@ class NcclCollectives final : public comm::Collectives {
   std::atomic<bool> failed_{false};  // failure_ is set (the communicators are being or have been aborted)
   mutable bool raised_ = false;      // the main thread has thrown the failure (main thread only)
   std::atomic<bool> stop_{false};
+  std::shared_ptr<std::atomic<int>> aborts_running_ = std::make_shared<std::atomic<int>>(0);
   std::thread watchdog_;
 };
 

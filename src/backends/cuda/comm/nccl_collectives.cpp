@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <exception>
 #include <string>
+#include <system_error>
 
 #include "mics/backends/cuda/check.hpp"
 #include "mics/util/error.hpp"
@@ -107,15 +108,6 @@ std::string describe(ncclResult_t state, ncclComm_t comm) {
   return text;
 }
 
-// Aborts the communicators, each on a thread of its own that nobody waits for. ncclCommAbort blocks until
-// its communicator's device work has drained, and with one comm stream that work can sit behind another
-// communicator's stuck kernel, which only that communicator's abort ends: aborted together they all end.
-// Not waiting keeps the caller (and the lock it holds) free, so the main thread's error and the watchdog's
-// last resort still run. The threads hold only the handles: they may outlive the NcclCollectives.
-void abort_detached(const std::vector<ncclComm_t>& comms) {
-  for (ncclComm_t nccl : comms) std::thread([nccl] { ncclCommAbort(nccl); }).detach();
-}
-
 // NCCL reads an all-gather's input inside its output only in place: at this rank's block.
 void check_in_place(const void* send, const void* recv, std::size_t block_bytes, std::size_t blocks,
                     std::size_t index, const char* what) {
@@ -181,42 +173,84 @@ NcclCollectives::NcclCollectives(topology::Topology& topology, int device, cudaS
 
 // A rank that is unwinding an exception is about to abort the job: its peers will not finalize with it, so
 // its communicators are aborted. A failure the watchdog recorded that nothing raised (it came after the
-// main thread's last call) makes the results suspect: the job stops here. Otherwise every communicator is
-// finalized (which waits for the issued work and for the peers) under one deadline; any not done by then
-// is aborted, with a message.
+// main thread's last call) makes the results suspect: the job stops here. Otherwise each communicator is
+// finalized (which waits for its issued work), polled and destroyed in turn, in the same order on every
+// rank, under one deadline; at the first one not done, it and the rest are aborted, with a message. In
+// every case the aborts are waited for (bounded): the process must not exit while NCCL is inside one.
 NcclCollectives::~NcclCollectives() {
   stop_ = true;
   if (watchdog_.joinable()) watchdog_.join();
   const bool unwinding = std::uncaught_exceptions() > 0;
   if (failed_ && !raised_ && !unwinding) fatal_one(failure_);
-  std::lock_guard<std::mutex> lock(mutex_);
-  if (aborted_) return;
-  if (unwinding) {
-    abort_locked("shutting down after an error");
-    return;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (unwinding) {
+      abort_locked("shutting down after an error");
+    } else if (!aborted_) {
+      finalize_locked();
+    }
   }
-  std::vector<ncclResult_t> states;
-  for (auto& [mpi, nccl] : comms_) states.push_back(ncclCommFinalize(nccl));
+  await_aborts();
+}
+
+void NcclCollectives::finalize_locked() {
   const Clock::time_point deadline = Clock::now() + options_.exit_grace;
-  std::vector<ncclComm_t> stuck;
+  aborted_ = true;  // from here on no communicator is used again, whatever happens below
   for (std::size_t i = 0; i < comms_.size(); ++i) {
     const ncclComm_t nccl = comms_[i].second;
-    while (states[i] == ncclInProgress && Clock::now() < deadline) {
+    ncclResult_t state = ncclCommFinalize(nccl);
+    while (state == ncclInProgress && Clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::microseconds(100));
-      states[i] = async_state(nccl);
+      state = async_state(nccl);
     }
-    if (states[i] == ncclSuccess) {
+    if (state == ncclSuccess) {
       ncclCommDestroy(nccl);
-    } else {
-      stuck.push_back(nccl);
+      continue;
+    }
+    const std::string why = state == ncclInProgress ? "did not finalize within " + milliseconds(options_.exit_grace)
+                                                    : "failed to finalize: " + describe(state, nccl);
+    std::fprintf(stderr, "mics: rank %d: an NCCL communicator %s; aborting it and the %zu after it\n", world_rank_,
+                 why.c_str(), comms_.size() - i - 1);
+    std::fflush(stderr);
+    std::vector<ncclComm_t> rest;
+    for (std::size_t k = i; k < comms_.size(); ++k) rest.push_back(comms_[k].second);
+    start_aborts(rest);
+    return;
+  }
+}
+
+// ncclCommAbort blocks until its communicator's device work has drained, and with one comm stream that work
+// can sit behind another communicator's stuck kernel, which only that communicator's abort ends: the aborts
+// run together, one thread each, and the caller (who may hold the lock) does not wait for them, so the
+// main thread's error and the watchdog's last resort still run. No other NCCL call is made meanwhile:
+// aborted_ gates every one. The threads hold only the handles and a shared count that the destructor
+// waits on.
+void NcclCollectives::start_aborts(const std::vector<ncclComm_t>& comms) {
+  for (ncclComm_t nccl : comms) {
+    aborts_running_->fetch_add(1);
+    try {
+      std::thread([nccl, running = aborts_running_] {
+        ncclCommAbort(nccl);
+        running->fetch_sub(1);
+      }).detach();
+    } catch (const std::system_error&) {  // no thread to be had: abort here instead
+      ncclCommAbort(nccl);
+      aborts_running_->fetch_sub(1);
     }
   }
-  aborted_ = true;
-  if (stuck.empty()) return;
-  std::fprintf(stderr, "mics: rank %d: %zu NCCL communicators did not finalize within %s (a peer is gone): aborted\n",
-               world_rank_, stuck.size(), milliseconds(options_.exit_grace).c_str());
-  std::fflush(stderr);
-  abort_detached(stuck);
+}
+
+void NcclCollectives::await_aborts() const {
+  const Clock::time_point deadline = Clock::now() + options_.exit_grace;
+  while (aborts_running_->load() > 0) {
+    if (Clock::now() > deadline) {
+      std::fprintf(stderr, "mics: error on rank %d: aborting the NCCL communicators took over %s: exiting\n",
+                   world_rank_, milliseconds(options_.exit_grace).c_str());
+      std::fflush(stderr);
+      std::_Exit(kExitFailure);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
 }
 
 ncclComm_t NcclCollectives::nccl_comm(comm::Communicator& comm) {
@@ -226,7 +260,7 @@ ncclComm_t NcclCollectives::nccl_comm(comm::Communicator& comm) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (aborted_) {
-      abort_detached({nccl});  // the others were aborted while this one was made
+      start_aborts({nccl});  // the others were aborted while this one was made
     } else {
       comms_.emplace_back(comm.handle(), nccl);
     }
@@ -248,14 +282,14 @@ ncclComm_t NcclCollectives::create(const comm::Communicator& comm) {
   const auto give_up = [&](const std::string& message) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      if (nccl != nullptr) abort_detached({nccl});
+      if (nccl != nullptr) start_aborts({nccl});
     }
     fail(message);
   };
   ncclResult_t state = ncclInProgress;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    state = ncclCommInitRankConfig(&nccl, comm.size(), id, comm.rank(), &config);
+    if (!aborted_) state = ncclCommInitRankConfig(&nccl, comm.size(), id, comm.rank(), &config);
   }
   const Clock::time_point start = Clock::now();
   while (state == ncclInProgress) {
@@ -266,7 +300,7 @@ ncclComm_t NcclCollectives::create(const comm::Communicator& comm) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
     std::lock_guard<std::mutex> lock(mutex_);
-    state = async_state(nccl);
+    if (!aborted_) state = async_state(nccl);  // once aborted, the next turn gives up (failed_ is set)
   }
   if (state != ncclSuccess) give_up(what + " failed: " + ncclGetErrorString(state));
   return nccl;
@@ -289,7 +323,7 @@ void NcclCollectives::abort_locked(const std::string& message) {
   aborted_ = true;
   std::vector<ncclComm_t> comms;
   for (const auto& [mpi, nccl] : comms_) comms.push_back(nccl);
-  abort_detached(comms);
+  start_aborts(comms);
 }
 
 void NcclCollectives::fail(const std::string& message) {
