@@ -7,10 +7,10 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
 #include <exception>
 #include <memory>
 #include <span>
+#include <string>
 #include <string_view>
 #include <type_traits>
 
@@ -79,15 +79,17 @@ class Request {
       pending_.reset();
     }
   }
-  // For the destructor and move-assignment, which must not throw (an exception here, often while another
-  // unwinds, would end in std::terminate): the failure is printed, and the backend raises it again at
-  // its next call (a sticky CUDA error, an aborted NCCL communicator).
+  // For the destructor and move-assignment, which must not throw (that would end in std::terminate
+  // without a word). This rank cannot complete its part of the collective, so its peers would wait for it
+  // forever: the job stops with the reason, or, while an earlier error unwinds on its way to main()
+  // (which stops the job), with that error's reason.
   void finish_noexcept() noexcept {
     try {
       finish();
     } catch (const std::exception& e) {
-      std::fprintf(stderr, "mics: a collective failed while its handle was released: %s\n", e.what());
       pending_.reset();
+      if (std::uncaught_exceptions() == 0)
+        fatal_one(std::string("a collective failed while its handle was released: ") + e.what());
     }
   }
   std::unique_ptr<PendingCollective> pending_;
