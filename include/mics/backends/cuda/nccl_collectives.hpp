@@ -67,14 +67,14 @@ namespace mics::backends::cuda {
 namespace mics::backends::cuda {
 
 struct NcclOptions {
-  // A collective (or its enqueueing) not finished this long after it was issued is an error of this rank.
+  // A collective (or its enqueueing, or the communicators' finalize at the end) not finished this long
+  // after it was issued is an error of this rank.
   std::chrono::milliseconds timeout = std::chrono::minutes(10);
   // The same for a communicator init (all ranks of the group must arrive).
   std::chrono::milliseconds init_timeout = std::chrono::minutes(10);
   std::chrono::milliseconds watchdog_period = std::chrono::milliseconds(20);
   // After the communicators were aborted, how long the main thread has to raise the error before the
-  // watchdog ends the process (exit status 1, the reason on stderr). Also how long the destructor waits
-  // for the communicators to finalize before it aborts them.
+  // watchdog ends the process (exit status 1, the reason on stderr); and how long the aborts may take.
   std::chrono::milliseconds exit_grace = std::chrono::minutes(1);
 };
 

@@ -164,9 +164,14 @@ NcclCollectives::NcclCollectives(topology::Topology& topology, int device, cudaS
   // world: the engine moves only host scalars over it, and a world-wide NCCL communicator costs init time
   // and buffers that grow with the cluster. A device-memory world collective makes it on first use (every
   // rank issues that collective, so every rank makes it at the same point).
-  for (comm::Communicator* c : {&topology.partition(), &topology.replication(), &topology.intra_node(),
-                                &topology.inter_node()}) {
-    if (c->valid()) nccl_comm(*c);
+  try {
+    for (comm::Communicator* c : {&topology.partition(), &topology.replication(), &topology.intra_node(),
+                                  &topology.inter_node()}) {
+      if (c->valid()) nccl_comm(*c);
+    }
+  } catch (...) {
+    await_aborts();  // no destructor runs after a constructor throws: wait for the aborts it started here
+    throw;
   }
   watchdog_ = std::thread([this] { watchdog_loop(); });
 }
@@ -181,7 +186,10 @@ NcclCollectives::~NcclCollectives() {
   stop_ = true;
   if (watchdog_.joinable()) watchdog_.join();
   const bool unwinding = std::uncaught_exceptions() > 0;
-  if (failed_ && !raised_ && !unwinding) fatal_one(failure_);
+  if (failed_ && !raised_ && !unwinding) {
+    await_aborts();
+    fatal_one(failure_);
+  }
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (unwinding) {
@@ -194,7 +202,9 @@ NcclCollectives::~NcclCollectives() {
 }
 
 void NcclCollectives::finalize_locked() {
-  const Clock::time_point deadline = Clock::now() + options_.exit_grace;
+  // Finalize completes when every rank has arrived (a peer may still be writing a checkpoint): the same
+  // allowance as a collective.
+  const Clock::time_point deadline = Clock::now() + options_.timeout;
   aborted_ = true;  // from here on no communicator is used again, whatever happens below
   for (std::size_t i = 0; i < comms_.size(); ++i) {
     const ncclComm_t nccl = comms_[i].second;
@@ -207,7 +217,7 @@ void NcclCollectives::finalize_locked() {
       ncclCommDestroy(nccl);
       continue;
     }
-    const std::string why = state == ncclInProgress ? "did not finalize within " + milliseconds(options_.exit_grace)
+    const std::string why = state == ncclInProgress ? "did not finalize within " + milliseconds(options_.timeout)
                                                     : "failed to finalize: " + describe(state, nccl);
     std::fprintf(stderr, "mics: rank %d: an NCCL communicator %s; aborting it and the %zu after it\n", world_rank_,
                  why.c_str(), comms_.size() - i - 1);
@@ -233,9 +243,13 @@ void NcclCollectives::start_aborts(const std::vector<ncclComm_t>& comms) {
         ncclCommAbort(nccl);
         running->fetch_sub(1);
       }).detach();
-    } catch (const std::system_error&) {  // no thread to be had: abort here instead
-      ncclCommAbort(nccl);
-      aborts_running_->fetch_sub(1);
+    } catch (const std::system_error& e) {
+      // No thread to be had. An abort here could wait, holding the lock, for a kernel only another abort
+      // ends, with the last resort (the watchdog) locked out: end the process instead.
+      std::fprintf(stderr, "mics: error on rank %d: cannot start a thread to abort an NCCL communicator (%s): exiting\n",
+                   world_rank_, e.what());
+      std::fflush(stderr);
+      std::_Exit(kExitFailure);
     }
   }
 }
