@@ -46,8 +46,6 @@ Handle open_dataset(hid_t group, const std::string& name, const std::string& whe
   return Handle(id, H5Dclose);
 }
 
-bool has_attribute(hid_t object, const std::string& name) { return H5Aexists(object, name.c_str()) > 0; }
-
 namespace {
 void write_scalar(hid_t object, const std::string& name, hid_t type, const void* value) {
   Handle space = checked(H5Screate(H5S_SCALAR), H5Sclose, "H5Screate for attribute " + name);

@@ -86,7 +86,6 @@ Handle open_file_read(const std::string& path);  // serial (sec2) driver, read-o
 Handle open_group(hid_t parent, const std::string& name, const std::string& file);
 Handle open_dataset(hid_t group, const std::string& name, const std::string& where);
 
-bool has_attribute(hid_t object, const std::string& name);
 void write_attribute(hid_t object, const std::string& name, std::int64_t value);
 void write_attribute(hid_t object, const std::string& name, double value);
 void write_attribute(hid_t object, const std::string& name, const std::string& value);
@@ -108,3 +107,9 @@ Handle memory_space(std::size_t count);
 std::vector<std::string> link_names(hid_t group, const std::string& where);
 
 }  // namespace mics::checkpoint::h5
+
+namespace mics::checkpoint {
+struct Metadata;
+// The state file's metadata attributes, read from a file already open (state_file.cpp).
+Metadata read_metadata_from(hid_t file, const std::string& where);
+}  // namespace mics::checkpoint

@@ -66,35 +66,6 @@ void write_metadata(hid_t file, const Metadata& m) {
   h5::write_attribute(file, "topology_strategy", m.strategy);
 }
 
-Metadata read_metadata_from(hid_t file, const std::string& where) {
-  Metadata m;
-  m.format_version = h5::read_int_attribute(file, "format_version", where);
-  if (m.format_version != kFormatVersion)
-    throw Error(where + ": format_version " + std::to_string(m.format_version) + " is not supported (this mics reads " +
-                std::to_string(kFormatVersion) + ")");
-  const auto get_int = [&](const char* name) { return h5::read_int_attribute(file, name, where); };
-  m.step = get_int("step");
-  m.tokens_seen = get_int("tokens_seen");
-  m.sampler_position = get_int("sampler_position");
-  m.seed = get_int("seed");
-  m.deck = h5::read_string_attribute(file, "deck", where);
-  m.schedule_lr = h5::read_double_attribute(file, "schedule_lr", where);
-  m.schedule_warmup_steps = get_int("schedule_warmup_steps");
-  m.schedule_total_steps = get_int("schedule_total_steps");
-  m.schedule_min_lr_ratio = h5::read_double_attribute(file, "schedule_min_lr_ratio", where);
-  m.model.layers = static_cast<int>(get_int("model_layers"));
-  m.model.heads = static_cast<int>(get_int("model_heads"));
-  m.model.channels = static_cast<int>(get_int("model_channels"));
-  m.model.vocab = static_cast<int>(get_int("model_vocab"));
-  m.model.padded_vocab = static_cast<int>(get_int("model_padded_vocab"));
-  m.model.max_seq_len = static_cast<int>(get_int("model_max_seq_len"));
-  m.world = get_int("topology_world");
-  m.partition_size = get_int("topology_partition_size");
-  m.replicas = get_int("topology_replicas");
-  m.ranks_per_node = get_int("topology_ranks_per_node");
-  m.strategy = h5::read_string_attribute(file, "topology_strategy", where);
-  return m;
-}
 
 void check_model(const std::string& where, const model::GptShape& saved, const model::GptShape& want) {
   if (const auto d = model::first_difference(saved, want))
@@ -222,6 +193,36 @@ void read_state_file(const fs::path& path, engine::Engine& engine, backends::Bac
 }
 
 }  // namespace
+
+Metadata read_metadata_from(hid_t file, const std::string& where) {
+  Metadata m;
+  m.format_version = h5::read_int_attribute(file, "format_version", where);
+  if (m.format_version != kFormatVersion)
+    throw Error(where + ": format_version " + std::to_string(m.format_version) + " is not supported (this mics reads " +
+                std::to_string(kFormatVersion) + ")");
+  const auto get_int = [&](const char* name) { return h5::read_int_attribute(file, name, where); };
+  m.step = get_int("step");
+  m.tokens_seen = get_int("tokens_seen");
+  m.sampler_position = get_int("sampler_position");
+  m.seed = get_int("seed");
+  m.deck = h5::read_string_attribute(file, "deck", where);
+  m.schedule_lr = h5::read_double_attribute(file, "schedule_lr", where);
+  m.schedule_warmup_steps = get_int("schedule_warmup_steps");
+  m.schedule_total_steps = get_int("schedule_total_steps");
+  m.schedule_min_lr_ratio = h5::read_double_attribute(file, "schedule_min_lr_ratio", where);
+  m.model.layers = static_cast<int>(get_int("model_layers"));
+  m.model.heads = static_cast<int>(get_int("model_heads"));
+  m.model.channels = static_cast<int>(get_int("model_channels"));
+  m.model.vocab = static_cast<int>(get_int("model_vocab"));
+  m.model.padded_vocab = static_cast<int>(get_int("model_padded_vocab"));
+  m.model.max_seq_len = static_cast<int>(get_int("model_max_seq_len"));
+  m.world = get_int("topology_world");
+  m.partition_size = get_int("topology_partition_size");
+  m.replicas = get_int("topology_replicas");
+  m.ranks_per_node = get_int("topology_ranks_per_node");
+  m.strategy = h5::read_string_attribute(file, "topology_strategy", where);
+  return m;
+}
 
 Metadata read_metadata(const fs::path& file) {
   h5::QuietErrors quiet;

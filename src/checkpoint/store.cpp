@@ -31,14 +31,6 @@ std::optional<std::int64_t> parse_step(std::string_view name, bool& partial) {
   if (ec != std::errc() || end != name.data() + name.size() || step < 0) return std::nullopt;
   return step;
 }
-
-std::uintmax_t directory_bytes(const fs::path& dir) {
-  std::uintmax_t total = 0;
-  std::error_code ec;
-  for (const auto& item : fs::recursive_directory_iterator(dir, ec))
-    if (item.is_regular_file(ec)) total += item.file_size(ec);
-  return total;
-}
 }  // namespace
 
 std::string step_dir_name(std::int64_t step) { return "step_" + std::to_string(step); }
@@ -52,7 +44,7 @@ std::vector<Entry> list_checkpoints(const fs::path& run_dir) {
     bool partial = false;
     const std::optional<std::int64_t> step = parse_step(item.path().filename().string(), partial);
     if (!step) continue;
-    entries.push_back(Entry{item.path(), *step, !partial, directory_bytes(item.path())});
+    entries.push_back(Entry{item.path(), *step, !partial});
   }
   std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
     return a.step != b.step ? a.step < b.step : a.committed > b.committed;

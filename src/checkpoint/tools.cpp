@@ -51,6 +51,14 @@ void read_range(hid_t dataset, const std::vector<hsize_t>& dims, std::size_t beg
     throw Error(where + " cannot be read (checksum mismatch or I/O error)");
 }
 
+std::uintmax_t directory_bytes(const fs::path& dir) {
+  std::uintmax_t total = 0;
+  std::error_code ec;
+  for (const auto& item : fs::recursive_directory_iterator(dir, ec))
+    if (item.is_regular_file(ec)) total += item.file_size(ec);
+  return total;
+}
+
 std::size_t element_count(const std::vector<hsize_t>& dims) {
   std::size_t n = 1;
   for (hsize_t d : dims) n *= d;
@@ -63,7 +71,9 @@ struct OpenCheckpoint {
   h5::Handle file;
   Metadata metadata;
   explicit OpenCheckpoint(const fs::path& checkpoint)
-      : path(state_file(checkpoint).string()), file(h5::open_file_read(path)), metadata(read_metadata(path)) {}
+      : path(state_file(checkpoint).string()),
+        file(h5::open_file_read(path)),
+        metadata(read_metadata_from(file.get(), path)) {}
 };
 
 void write_or_throw(std::ofstream& out, const void* data, std::size_t bytes, const std::string& where) {
@@ -85,7 +95,7 @@ void list_run(const fs::path& run_dir, std::ostream& out) {
   out << std::left << std::setw(10) << "step" << std::setw(12) << "state" << std::setw(12) << "size" << "path\n";
   for (const Entry& e : entries) {
     const std::string state = e.committed ? "committed" : "partial";
-    out << std::left << std::setw(10) << e.step << std::setw(12) << state << std::setw(12) << human_bytes(e.bytes)
+    out << std::left << std::setw(10) << e.step << std::setw(12) << state << std::setw(12) << human_bytes(directory_bytes(e.path))
         << e.path.string() << (latest && *latest == e.path ? "  <- latest" : "") << '\n';
   }
 }

@@ -119,7 +119,7 @@ std::optional<ResumePoint> TrainingCheckpoints::load_or_explain(const fs::path& 
     MICS_LOG(warning) << "the learning-rate schedule differs from the checkpoint's (lr " << saved.schedule_lr
                       << ", warmup " << saved.schedule_warmup_steps << ", steps " << saved.schedule_total_steps
                       << "): the resumed run follows the deck";
-  return ResumePoint{path, saved.step, saved.tokens_seen};
+  return ResumePoint{saved.step, saved.tokens_seen};
 }
 
 std::optional<ResumePoint> TrainingCheckpoints::resume() {

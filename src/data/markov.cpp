@@ -5,8 +5,8 @@
 #include <string>
 #include <unordered_set>
 
-#include "mics/data/sampler.hpp"
 #include "mics/util/error.hpp"
+#include "mics/util/splitmix.hpp"
 
 namespace mics::data {
 
@@ -23,7 +23,7 @@ class SplitMixStream {
   }
   double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }  // [0, 1)
   std::uint32_t below(std::uint32_t n) {
-    return static_cast<std::uint32_t>((static_cast<unsigned __int128>(next()) * n) >> 64);
+    return static_cast<std::uint32_t>(scale_to(next(), n));
   }
 
  private:

@@ -4,25 +4,9 @@
 #include <string>
 
 #include "mics/util/error.hpp"
+#include "mics/util/splitmix.hpp"
 
 namespace mics::data {
-
-std::uint64_t splitmix64(std::uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
-namespace {
-
-// floor(x * n / 2^64): maps a uniform 64-bit hash onto [0, n) without modulo's cost; the bias is at
-// most n / 2^64, nothing next to a data set's size.
-std::uint64_t scale_to(std::uint64_t x, std::uint64_t n) {
-  return static_cast<std::uint64_t>((static_cast<unsigned __int128>(x) * n) >> 64);
-}
-
-}  // namespace
 
 BatchSampler::BatchSampler(const TokenDataset& dataset, int seq_len, std::uint64_t seed)
     : dataset_(&dataset), seq_len_(seq_len), seed_(seed) {

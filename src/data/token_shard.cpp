@@ -189,25 +189,26 @@ void write_token_shard(const std::string& path, std::span<const std::uint32_t> t
   header[1] = width == TokenWidth::U16 ? kShardVersionU16 : kShardVersionU32;
   header[2] = static_cast<std::int32_t>(tokens.size());
 
-  std::vector<unsigned char> body;
+  // The body as written: narrowed to 16 bits (a copy), or the tokens themselves.
+  std::vector<std::uint16_t> narrow;
+  const char* body = reinterpret_cast<const char*>(tokens.data());
+  std::size_t body_bytes = tokens.size_bytes();
   if (width == TokenWidth::U16) {
-    body.resize(2 * tokens.size());
+    narrow.resize(tokens.size());
     for (std::size_t i = 0; i < tokens.size(); ++i) {
       if (tokens[i] > 0xFFFFu)
         throw Error("token shard " + path + ": token " + std::to_string(tokens[i]) + " at position " +
                     std::to_string(i) + " does not fit 16 bits");
-      const auto t = static_cast<std::uint16_t>(tokens[i]);
-      std::memcpy(body.data() + 2 * i, &t, 2);
+      narrow[i] = static_cast<std::uint16_t>(tokens[i]);
     }
-  } else {
-    body.resize(4 * tokens.size());
-    std::memcpy(body.data(), tokens.data(), body.size());
+    body = reinterpret_cast<const char*>(narrow.data());
+    body_bytes = narrow.size() * sizeof(std::uint16_t);
   }
 
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   if (!out) throw Error("token shard " + path + ": cannot open for writing");
   out.write(reinterpret_cast<const char*>(header.data()), kShardHeaderBytes);
-  out.write(reinterpret_cast<const char*>(body.data()), static_cast<std::streamsize>(body.size()));
+  out.write(body, static_cast<std::streamsize>(body_bytes));
   out.close();
   if (!out) throw Error("token shard " + path + ": write failed");
 }

@@ -5,21 +5,14 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "mics/model/gpt.hpp"
 #include "mics/util/error.hpp"
+#include "mics/util/splitmix.hpp"
 
 namespace mics::model {
 namespace {
-
-std::uint64_t splitmix64(std::uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
 
 // Uniform in (0, 1]: 53 random bits, never 0 so the log below is finite.
 double unit_uniform(std::uint64_t bits) { return (static_cast<double>(bits >> 11) + 1.0) * 0x1.0p-53; }
@@ -32,10 +25,6 @@ float standard_normal(std::uint64_t key, std::uint64_t index) {
   const double r = std::sqrt(-2.0 * std::log(u1));
   const double angle = 6.283185307179586 * u2;
   return static_cast<float>((index & 1) ? r * std::sin(angle) : r * std::cos(angle));
-}
-
-bool ends_with(const std::string& s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 }  // namespace
@@ -56,9 +45,9 @@ void Gpt::init_unit(int unit, float* unit_params, std::uint64_t seed) const {
     const std::uint64_t key = splitmix64(seed ^ splitmix64(static_cast<std::uint64_t>(unit) * 1000003ull + index));
     enum class Fill { Normal, One, Zero } kind = Fill::Normal;
     float sd = std_dev;
-    if (ends_with(t.name, "bias")) kind = Fill::Zero;
-    if (ends_with(t.name, "ln_1.weight") || ends_with(t.name, "ln_2.weight") || t.name == "ln_f.weight") kind = Fill::One;
-    if (ends_with(t.name, "c_proj.weight")) sd = residual_std;
+    if (t.name.ends_with("bias")) kind = Fill::Zero;
+    if (t.name.ends_with("ln_1.weight") || t.name.ends_with("ln_2.weight") || t.name == "ln_f.weight") kind = Fill::One;
+    if (t.name.ends_with("c_proj.weight")) sd = residual_std;
     // wte rows V..Vp-1 are padding: zero
     const std::size_t normal_end = t.name == "wte.weight" ? static_cast<std::size_t>(shape.vocab) * shape.channels : t.numel;
     for (std::size_t begin = 0; begin < t.numel; begin += kChunk) {

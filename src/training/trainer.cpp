@@ -106,7 +106,7 @@ model::GptShape model_shape(const config::Config& cfg) {
   set("model.heads", shape.heads);
   set("model.channels", shape.channels);
   set("model.vocab", shape.vocab);
-  shape.padded_vocab = (shape.vocab + 127) / 128 * 128;
+  shape.padded_vocab = model::padded_vocab(shape.vocab);
   if (shape.channels % shape.heads != 0)
     throw Error("model.heads = " + std::to_string(shape.heads) + " does not divide model.channels = " +
                 std::to_string(shape.channels));

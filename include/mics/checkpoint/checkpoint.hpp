@@ -70,7 +70,6 @@ struct Entry {
   std::filesystem::path path;
   std::int64_t step = 0;
   bool committed = false;  // false: a .partial directory
-  std::uintmax_t bytes = 0;
 };
 
 // "step_<N>"

@@ -16,7 +16,6 @@ namespace mics::checkpoint {
 
 // Where a resumed run continues.
 struct ResumePoint {
-  std::filesystem::path checkpoint;
   std::int64_t step = 0;  // optimizer steps already done: the loop continues at this 0-based step
   std::int64_t tokens_seen = 0;
 };
@@ -43,7 +42,6 @@ class TrainingCheckpoints {
   // caller exits with kExitRequeue.
   Next after_step(std::int64_t steps_done, std::int64_t tokens_seen, bool training_complete);
 
-  const std::filesystem::path& run_dir() const { return run_dir_; }
 
  private:
   using Clock = std::chrono::steady_clock;

@@ -8,8 +8,6 @@
 
 namespace mics::data {
 
-// splitmix64 finalizer: the counter-based hash behind the sampler (and the synth corpus).
-std::uint64_t splitmix64(std::uint64_t x);
 
 // Which sequence of the global batch a data-parallel worker reads. Global batch G = n * s * B:
 // rank r of n workers, micro-step m of s, row b of a micro-batch of B rows reads
