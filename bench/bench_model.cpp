@@ -199,7 +199,6 @@ struct StepStats {
   double step_s = 0, compute_s = 0, optimizer_s = 0, gemm_s = 0;
   double tokens_per_s = 0, gflops = 0;
   double params = 0;
-  float first_loss = 0, last_loss = 0;
 };
 
 StepStats bench_model(const std::string& preset, const Options& o, backends::Backend& backend,
@@ -236,8 +235,6 @@ StepStats bench_model(const std::string& preset, const Options& o, backends::Bac
     const double t0 = now();
     const engine::StepResult r = engine.step(s, 1e-4f, batch);
     const double dt = now() - t0;
-    if (s == 0) st.first_loss = r.loss;
-    st.last_loss = r.loss;
     if (s < o.warmup) continue;
     total.push_back(dt);
     compute.push_back(r.times.compute);

@@ -13,7 +13,6 @@
 // Models: every preset of model::preset_names(), plus gpt-1.3b (GPT-3 XL: L 24, NH 16, C 2048).
 // --micro-batch 0 picks per model: 16 up to 200M parameters, 4 above (fits 80 GB with fp32 states).
 #include <algorithm>
-#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>

@@ -125,13 +125,13 @@ class Runner {
   Runner(const BenchOptions& options, Communicator& world, std::ostream& out)
       : options_(options), world_(world), out_(out) {}
 
-  double run_table(const Table& table) {
+  void run_table(const Table& table) {
     const Communicator& group = table.kind == Kind::hierarchical_all_gather ? *table.intra : *table.comm;
     const int n = table.kind == Kind::hierarchical_all_gather ? table.inter->size() * table.intra->size()
                                                               : group.size();
     const std::string redop = (table.kind == Kind::all_gather || table.kind == Kind::hierarchical_all_gather)
                                   ? "none"
-                                  : "sum";
+                                  : std::string(to_string(ReduceOp::sum));
     if (world_.rank() == 0) {
       out_ << "#\n# " << table.title << ": " << world_.size() / n << " group(s) of " << n << " ranks\n"
            << "#\n#        size(B)        count    type   redop    time(us)  algbw(GB/s)  busbw(GB/s)    #wrong\n";
@@ -149,7 +149,7 @@ class Runner {
         if (world_.rank() == 0) {
           char line[200];
           std::snprintf(line, sizeof line, "%16zu %12zu %7s %7s %11.2f %12.3f %12.3f %9s\n", row.bytes, row.count,
-                        "float", redop.c_str(), row.time_us, row.algbw, row.busbw,
+                        std::string(to_string(DataType::f32)).c_str(), redop.c_str(), row.time_us, row.algbw, row.busbw,
                         options_.check ? std::to_string(row.wrong).c_str() : "N/A");
           out_ << line;
         }
@@ -165,7 +165,6 @@ class Runner {
     }
     busbw_total_ += busbw_sum;
     rows_total_ += rows;
-    return average;
   }
 
   long long total_wrong() const { return wrong_total_; }

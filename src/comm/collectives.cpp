@@ -46,6 +46,30 @@ void size_mismatch(std::string_view what, std::size_t got, std::size_t expected)
 }
 }  // namespace detail
 
+void require_floating_for_average(DataType type, ReduceOp op) {
+  if (op == ReduceOp::average && (type == DataType::i32 || type == DataType::i64)) {
+    throw Error("average reduction needs a floating element type, got " + std::string(to_string(type)));
+  }
+}
+
+void record_broadcast(Communicator& comm, std::size_t count, DataType type, int root) {
+  const std::uint64_t bytes = comm.size() > 1 ? count * size_of(type) : 0;
+  if (comm.rank() == root) {
+    comm.record(bytes, 0);
+  } else {
+    comm.record(0, bytes);
+  }
+}
+
+void record_hierarchical_all_gather(Communicator& inter_node, Communicator& intra_node, std::size_t count,
+                                    std::size_t elem) {
+  const std::uint64_t inter_bytes = ring_all_gather_bytes(count, elem, inter_node.size());
+  inter_node.record(inter_bytes, inter_bytes);
+  const std::uint64_t intra_bytes =
+      ring_all_gather_bytes(count * static_cast<std::size_t>(inter_node.size()), elem, intra_node.size());
+  intra_node.record(intra_bytes, intra_bytes);
+}
+
 namespace {
 
 // bf16 reductions: combine in float, round the result back to bf16.
@@ -68,12 +92,6 @@ int int_count(std::size_t count) {
                 std::to_string(INT_MAX));
   }
   return static_cast<int>(count);
-}
-
-void require_floating_for_average(DataType type, ReduceOp op) {
-  if (op == ReduceOp::average && (type == DataType::i32 || type == DataType::i64)) {
-    throw Error("average reduction needs a floating element type, got " + std::string(to_string(type)));
-  }
 }
 
 // Divide `count` elements by `divisor` in place (the second half of an average).
@@ -276,10 +294,7 @@ Request MpiCollectives::ihierarchical_all_gather(const void* send, void* recv, s
   MPI_Request inter_request = MPI_REQUEST_NULL;
   MICS_MPI_CHECK(MPI_Iallgather(send, c, base, out + static_cast<std::size_t>(l) * count * elem, 1,
                                 inter_types.front().get(), inter_node.handle(), &inter_request));
-  const std::uint64_t inter_bytes = ring_all_gather_bytes(count, elem, J);
-  inter_node.record(inter_bytes, inter_bytes);
-  const std::uint64_t intra_bytes = ring_all_gather_bytes(count * static_cast<std::size_t>(J), elem, L);
-  intra_node.record(intra_bytes, intra_bytes);
+  record_hierarchical_all_gather(inter_node, intra_node, count, elem);
 
   auto first = std::make_unique<MpiPending>(inter_request, nullptr, std::move(inter_types));
   MPI_Comm intra = intra_node.handle();
@@ -347,16 +362,6 @@ Request MpiCollectives::iall_reduce(const void* send, void* recv, std::size_t co
 
 // --- broadcast, barrier --------------------------------------------------------------------------
 
-namespace {
-void record_broadcast(Communicator& comm, std::size_t count, DataType type, int root) {
-  const std::uint64_t bytes = comm.size() > 1 ? count * size_of(type) : 0;
-  if (comm.rank() == root) {
-    comm.record(bytes, 0);
-  } else {
-    comm.record(0, bytes);
-  }
-}
-}  // namespace
 
 void MpiCollectives::broadcast(void* buffer, std::size_t count, DataType type, int root, Communicator& comm) {
   MICS_MPI_CHECK(MPI_Bcast(buffer, int_count(count), mpi_type(type), root, comm.handle()));

@@ -13,7 +13,6 @@
 #include <boost/smart_ptr/make_shared.hpp>
 #include <fstream>
 #include <iostream>
-#include <mutex>
 
 #include "mics/util/error.hpp"
 

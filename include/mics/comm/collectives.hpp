@@ -39,6 +39,15 @@ constexpr DataType data_type_of() {
 enum class ReduceOp { sum, average, max };
 std::string_view to_string(ReduceOp op);
 
+// Shared by every Collectives implementation (MPI, NCCL, host-staged), so all check and count alike.
+// Throws mics::Error for an average of integers.
+void require_floating_for_average(DataType type, ReduceOp op);
+// Traffic of a broadcast (the root sends, the others receive) and of a hierarchical all-gather (ring
+// all-gathers: `count` elements per rank over inter_node, then count * J over intra_node).
+void record_broadcast(Communicator& comm, std::size_t count, DataType type, int root);
+void record_hierarchical_all_gather(Communicator& inter_node, Communicator& intra_node, std::size_t count,
+                                    std::size_t elem);
+
 // One collective in flight, as a backend sees it.
 class PendingCollective {
  public:

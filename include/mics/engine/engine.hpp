@@ -121,7 +121,6 @@ class Engine {
   MemoryReport memory() const;
   // What memory() should say from the sizes alone: 16 bytes per padded parameter / p, plus buffers.
   static MemoryReport expected_memory(const model::ParamLayout& layout, int p, bool gather_bf16 = false);
-  const topology::Topology& topology() const { return topology_; }
   bool hierarchical() const { return partition_.hierarchical(); }
 
  private:

@@ -14,11 +14,6 @@ class LrSchedule {
 
   float lr_at(int step /* 0-based */) const;
 
-  float peak_lr() const { return lr_; }
-  float min_lr() const { return lr_ * min_lr_ratio_; }
-  int warmup_steps() const { return warmup_steps_; }
-  int total_steps() const { return total_steps_; }
-
  private:
   float lr_;
   int warmup_steps_;

@@ -17,7 +17,7 @@ namespace {
 constexpr std::size_t kAlignment = 64;  // a cache line; also what AVX-512 loads like
 }
 
-CpuBackend::CpuBackend(int threads) : threads_(threads > 0 ? threads : omp_get_max_threads()) {
+CpuBackend::CpuBackend(int threads) {
   if (threads > 0) omp_set_num_threads(threads);
   // GEMMs are split across OpenMP threads, each calling a single-threaded sgemm (see matmul.cpp)
   openblas_set_num_threads(1);

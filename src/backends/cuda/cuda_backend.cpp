@@ -119,7 +119,8 @@ void CudaBackend::encoder_backward(float* dwte, float* dwpe, const float* dout, 
                                    int T, int C) {
   const int N = B * T;
   const std::size_t bytes = cuda::encoder_backward_workspace_bytes(N);
-  cuda::encoder_backward_wte(stream_.get(), dwte, dout, inp, N, C, workspace((bytes + sizeof(float) - 1) / sizeof(float)));
+  cuda::encoder_backward_wte(stream_.get(), dwte, dout, inp, N, C, workspace((bytes + sizeof(float) - 1) / sizeof(float)),
+                            bytes);
   cuda::encoder_backward_wpe(stream_.get(), dwpe, dout, B, T, C);
 }
 

@@ -66,7 +66,12 @@ std::size_t cub_temp_bytes(int N) {
   return std::max(sort, std::max(encode, scan));
 }
 
-EncoderScratch carve_encoder_scratch(void* workspace, int N) {
+// The six arrays and the run count before CUB's storage: the fixed part of the workspace.
+std::size_t encoder_arrays_bytes(int N) {
+  return 6 * align_up(static_cast<std::size_t>(N) * sizeof(std::int32_t)) + kAlign;
+}
+
+EncoderScratch carve_encoder_scratch(void* workspace, std::size_t workspace_bytes, int N) {
   auto* base = static_cast<unsigned char*>(workspace);
   const std::size_t array = align_up(static_cast<std::size_t>(N) * sizeof(std::int32_t));
   EncoderScratch s{};
@@ -78,7 +83,7 @@ EncoderScratch carve_encoder_scratch(void* workspace, int N) {
   s.runs = reinterpret_cast<std::int32_t*>(base);
   base += kAlign;
   s.cub_temp = base;
-  s.cub_bytes = cub_temp_bytes(N);
+  s.cub_bytes = workspace_bytes - encoder_arrays_bytes(N);  // sized by encoder_backward_workspace_bytes
   return s;
 }
 
@@ -103,13 +108,13 @@ void encoder_forward(cudaStream_t stream, float* out, const std::int32_t* inp, c
 
 std::size_t encoder_backward_workspace_bytes(int N) {
   if (N <= 0) return 0;
-  return 6 * align_up(static_cast<std::size_t>(N) * sizeof(std::int32_t)) + kAlign + cub_temp_bytes(N);
+  return encoder_arrays_bytes(N) + cub_temp_bytes(N);
 }
 
 void encoder_backward_wte(cudaStream_t stream, float* dwte, const float* dout, const std::int32_t* inp, int N, int C,
-                          void* workspace) {
+                          void* workspace, std::size_t workspace_bytes) {
   if (N <= 0 || C <= 0) return;
-  EncoderScratch s = carve_encoder_scratch(workspace, N);
+  EncoderScratch s = carve_encoder_scratch(workspace, workspace_bytes, N);
   iota_kernel<<<blocks_for(static_cast<std::size_t>(N)), kBlock, 0, stream>>>(s.positions_in, N);
   CUDA_CHECK_LAUNCH();
   // Stable: positions of one token stay ascending, so each bucket is summed in position order.

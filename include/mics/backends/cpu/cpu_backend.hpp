@@ -11,7 +11,6 @@ class CpuBackend final : public Backend {
   explicit CpuBackend(int threads = 0);
 
   std::string_view name() const override { return "cpu"; }
-  int threads() const { return threads_; }
 
   void* allocate_bytes(std::size_t bytes) override;
   void free_bytes(void* ptr) noexcept override;
@@ -52,7 +51,6 @@ class CpuBackend final : public Backend {
                              int V, int Vp) override;
 
  private:
-  int threads_ = 0;
 };
 
 }  // namespace mics::backends::cpu

@@ -7,7 +7,6 @@
 
 #include <cstdint>
 #include <memory>
-#include <vector>
 
 #include "mics/backends/backend.hpp"
 #include "mics/backends/cuda/kernels.hpp"

@@ -58,8 +58,6 @@ class HostStagedCollectives final : public comm::Collectives {
 
   cudaStream_t compute_stream_;
   comm::Collectives& host_;
-  Stream copy_stream_;
-  Event ready_;
   std::vector<PinnedBuffer<unsigned char>> pool_;  // free pinned buffers, reused by size
 };
 

@@ -34,12 +34,12 @@ inline constexpr int kColumnChunks = 64;
 // out (B,T,C) = wte[inp[b,t]] + wpe[t]
 void encoder_forward(cudaStream_t stream, float* out, const std::int32_t* inp, const float* wte, const float* wpe,
                      int B, int T, int C);
-// Bytes of scratch encoder_backward_wte needs for N = B*T positions.
+// Bytes of scratch encoder_backward_wte needs for N = B*T positions (CUB's size queries: ask once per call).
 std::size_t encoder_backward_workspace_bytes(int N);
 // dwte[inp[i]] += dout[i] (N,C), deterministic: positions are bucketed by token on the device (stable sort)
 // and each bucket is summed in ascending position order, no atomics.
 void encoder_backward_wte(cudaStream_t stream, float* dwte, const float* dout, const std::int32_t* inp, int N, int C,
-                          void* workspace);
+                          void* workspace, std::size_t workspace_bytes);
 // dwpe[t] += sum_b dout[b,t] (b ascending).
 void encoder_backward_wpe(cudaStream_t stream, float* dwpe, const float* dout, int B, int T, int C);
 

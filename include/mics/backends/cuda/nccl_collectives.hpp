@@ -120,8 +120,6 @@ class NcclCollectives final : public comm::Collectives {
   void barrier(comm::Communicator& comm) override;
   comm::Request ibarrier(comm::Communicator& comm) override;
 
-  cudaStream_t comm_stream() const { return comm_stream_.get(); }
-  cudaStream_t compute_stream() const { return compute_stream_; }
 
  private:
   struct InFlight {

@@ -143,9 +143,6 @@ class PinnedBuffer {
   PinnedBuffer& operator=(const PinnedBuffer&) = delete;
   T* data() const { return data_; }
   std::size_t size() const { return count_; }
-  void reserve(std::size_t count) {
-    if (count > count_) *this = PinnedBuffer(count);
-  }
 
  private:
   void release() noexcept {

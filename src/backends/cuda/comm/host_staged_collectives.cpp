@@ -102,11 +102,9 @@ Request HostStagedCollectives::stage(const void* send, std::size_t send_bytes, v
   PinnedBuffer<unsigned char> send_buffer = acquire(in_place ? std::max(send_bytes, recv_bytes) : send_bytes);
   PinnedBuffer<unsigned char> recv_buffer = in_place ? PinnedBuffer<unsigned char>() : acquire(recv_bytes);
   if (send_bytes > 0) {
-    // After the compute stream's work so far: the data is final.
-    ready_.record(compute_stream_);
-    CUDA_CHECK(cudaStreamWaitEvent(copy_stream_.get(), ready_.get(), 0));
-    CUDA_CHECK(cudaMemcpyAsync(send_buffer.data(), send, send_bytes, cudaMemcpyDeviceToHost, copy_stream_.get()));
-    copy_stream_.synchronize();
+    // On the compute stream, after its work so far (the data is final); MPI needs it on the host now.
+    CUDA_CHECK(cudaMemcpyAsync(send_buffer.data(), send, send_bytes, cudaMemcpyDeviceToHost, compute_stream_));
+    CUDA_CHECK(cudaStreamSynchronize(compute_stream_));
   }
   void* host_send = send_buffer.data();
   void* host_recv = in_place ? send_buffer.data() : recv_buffer.data();

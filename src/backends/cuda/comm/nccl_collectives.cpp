@@ -66,21 +66,6 @@ bool device_buffers(const void* send, const void* recv) {
 
 namespace {
 
-void require_floating_for_average(DataType type, ReduceOp op) {
-  if (op == ReduceOp::average && (type == DataType::i32 || type == DataType::i64)) {
-    throw Error("average reduction needs a floating element type, got " + std::string(comm::to_string(type)));
-  }
-}
-
-void record_broadcast(comm::Communicator& comm, std::size_t count, DataType type, int root) {
-  const std::uint64_t bytes = comm.size() > 1 ? count * comm::size_of(type) : 0;
-  if (comm.rank() == root) {
-    comm.record(bytes, 0);
-  } else {
-    comm.record(0, bytes);
-  }
-}
-
 int set_device(int device) {
   CUDA_CHECK(cudaSetDevice(device));
   return device;
@@ -581,10 +566,7 @@ Request NcclCollectives::hierarchical_on(const void* send, void* recv, std::size
                             return is_error(rc) ? rc : end;
                           }};
   Request request = launch("hierarchical all-gather", {inter_stage, intra_stage}, blocking);
-  const std::uint64_t inter_bytes = comm::ring_all_gather_bytes(count, elem, J);
-  inter_node.record(inter_bytes, inter_bytes);
-  const std::uint64_t intra_bytes = comm::ring_all_gather_bytes(count * static_cast<std::size_t>(J), elem, L);
-  intra_node.record(intra_bytes, intra_bytes);
+  comm::record_hierarchical_all_gather(inter_node, intra_node, count, elem);
   return request;
 }
 
@@ -604,7 +586,7 @@ Request NcclCollectives::ireduce_scatter(const void* send, void* recv, std::size
 
 Request NcclCollectives::reduce_scatter_on(const void* send, void* recv, std::size_t count, DataType type,
                                            ReduceOp op, comm::Communicator& comm, bool blocking) {
-  require_floating_for_average(type, op);
+  comm::require_floating_for_average(type, op);
   MICS_CHECK(send != recv, "reduce_scatter needs distinct input and output buffers");
   const ncclComm_t nccl = nccl_comm(comm);
   Request request = launch(label("reduce-scatter", comm), {{nccl, [=](cudaStream_t s) {
@@ -632,7 +614,7 @@ Request NcclCollectives::iall_reduce(const void* send, void* recv, std::size_t c
 
 Request NcclCollectives::all_reduce_on(const void* send, void* recv, std::size_t count, DataType type, ReduceOp op,
                                        comm::Communicator& comm, bool blocking) {
-  require_floating_for_average(type, op);
+  comm::require_floating_for_average(type, op);
   const ncclComm_t nccl = nccl_comm(comm);
   Request request = launch(label("all-reduce", comm), {{nccl, [=](cudaStream_t s) {
                                                           return ncclAllReduce(send, recv, count, nccl_type(type),
@@ -665,7 +647,7 @@ Request NcclCollectives::broadcast_on(void* buffer, std::size_t count, DataType 
                                                                               root, nccl, s);
                                                        }}},
                            blocking);
-  record_broadcast(comm, count, type, root);
+  comm::record_broadcast(comm, count, type, root);
   return request;
 }
 
