@@ -1,6 +1,7 @@
 // Naive double-precision reference of every GPT-2 op, written from the formulas (not from the kernels),
 // plus finite-difference and buffer helpers shared by the backend and model tests.
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>

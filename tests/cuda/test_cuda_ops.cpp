@@ -17,6 +17,7 @@
 #include <random>
 #include <vector>
 
+#include "../backends/reference_ops.hpp"
 #include "harness.hpp"
 #include "mics/backends/cuda/cuda_backend.hpp"
 #include "mics/util/bf16.hpp"
@@ -72,57 +73,11 @@ std::vector<T> download(const Buffer<T>& buffer) {
   return host;
 }
 
-Vec widen(const std::vector<float>& v) { return Vec(v.begin(), v.end()); }
 
 const MatmulPrecision kPrecisions[] = {MatmulPrecision::fp32, MatmulPrecision::bf16};
 double gemm_bound(MatmulPrecision p) { return p == MatmulPrecision::bf16 ? kBf16 : kReduce; }
 
 // --- references (double) ------------------------------------------------------------------------------
-
-// out (N,OC) = inp (N,C) @ w (OC,C)^T + b
-Vec ref_matmul(const Vec& inp, const Vec& w, const Vec* b, int N, int C, int OC) {
-  Vec out(static_cast<std::size_t>(N) * OC);
-  for (int i = 0; i < N; ++i)
-    for (int o = 0; o < OC; ++o) {
-      double s = b ? (*b)[o] : 0.0;
-      for (int c = 0; c < C; ++c) s += inp[i * C + c] * w[o * C + c];
-      out[i * OC + o] = s;
-    }
-  return out;
-}
-
-struct AttentionRef {
-  Vec out, att;
-};
-
-AttentionRef ref_attention(const Vec& qkv, int B, int T, int C, int NH) {
-  const int hs = C / NH;
-  const double scale = 1.0 / std::sqrt(static_cast<double>(hs));
-  AttentionRef r{Vec(static_cast<std::size_t>(B) * T * C, 0.0), Vec(static_cast<std::size_t>(B) * NH * T * T, 0.0)};
-  for (int b = 0; b < B; ++b)
-    for (int h = 0; h < NH; ++h)
-      for (int t = 0; t < T; ++t) {
-        const double* q = &qkv[(static_cast<std::size_t>(b) * T + t) * 3 * C + h * hs];
-        double* a = &r.att[((static_cast<std::size_t>(b) * NH + h) * T + t) * T];
-        double mx = -INFINITY;
-        for (int t2 = 0; t2 <= t; ++t2) {
-          const double* k = &qkv[(static_cast<std::size_t>(b) * T + t2) * 3 * C + C + h * hs];
-          double d = 0;
-          for (int i = 0; i < hs; ++i) d += q[i] * k[i];
-          a[t2] = d * scale;
-          mx = std::fmax(mx, a[t2]);
-        }
-        double sum = 0;
-        for (int t2 = 0; t2 <= t; ++t2) sum += (a[t2] = std::exp(a[t2] - mx));
-        for (int t2 = 0; t2 <= t; ++t2) a[t2] /= sum;
-        double* o = &r.out[(static_cast<std::size_t>(b) * T + t) * C + h * hs];
-        for (int t2 = 0; t2 <= t; ++t2) {
-          const double* v = &qkv[(static_cast<std::size_t>(b) * T + t2) * 3 * C + 2 * C + h * hs];
-          for (int i = 0; i < hs; ++i) o[i] += a[t2] * v[i];
-        }
-      }
-  return r;
-}
 
 Vec ref_attention_backward(const Vec& dout, const Vec& qkv, const Vec& att, int B, int T, int C, int NH) {
   const int hs = C / NH;
@@ -158,7 +113,6 @@ Vec ref_attention_backward(const Vec& dout, const Vec& qkv, const Vec& att, int 
   return dqkv;
 }
 
-double gelu(double x) { return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x))); }
 double gelu_grad(double x) {
   const double k = std::sqrt(2.0 / M_PI);
   const double th = std::tanh(k * (x + 0.044715 * x * x * x));
@@ -183,7 +137,7 @@ GPU_TEST(encoder_forward_backward) {
   // batch row 0 alone first, then all B rows: the bucket scratch grows between the calls
   gpu().encoder_backward(d_dwte.data(), d_dwpe.data(), d_dout.data(), d_inp.data(), 1, T, C);
   gpu().encoder_backward(d_dwte.data(), d_dwpe.data(), d_dout.data(), d_inp.data(), B, T, C);
-  Vec out(static_cast<std::size_t>(N) * C), dwte = widen(dwte0), dwpe = widen(dwpe0);
+  Vec out(static_cast<std::size_t>(N) * C), dwte = mics::testing::to_double(dwte0), dwpe = mics::testing::to_double(dwpe0);
   for (int i = 0; i < N; ++i)
     for (int c = 0; c < C; ++c) {
       out[i * C + c] = static_cast<double>(wte[inp[i] * C + c]) + wpe[(i % T) * C + c];
@@ -243,7 +197,7 @@ GPU_TEST(layernorm_forward_backward) {
   gpu().layernorm_forward(d_out.data(), d_mean.data(), d_rstd.data(), d_inp.data(), d_w.data(), d_b.data(), N, C);
   gpu().layernorm_backward(d_dinp.data(), d_dw.data(), d_db.data(), d_dout.data(), d_inp.data(), d_w.data(),
                            d_mean.data(), d_rstd.data(), N, C);
-  Vec out(shifted.size()), mean(N), rstd(N), dinp = widen(dinp0), dw = widen(dw0), db = widen(db0);
+  Vec out(shifted.size()), mean(N), rstd(N), dinp = mics::testing::to_double(dinp0), dw = mics::testing::to_double(dw0), db = mics::testing::to_double(db0);
   for (int i = 0; i < N; ++i) {
     double m = 0, v = 0;
     for (int c = 0; c < C; ++c) m += shifted[i * C + c];
@@ -284,10 +238,10 @@ GPU_TEST(matmul_forward_backward) {
   const auto inp = randn(static_cast<std::size_t>(N) * C), w = randn(static_cast<std::size_t>(OC) * C),
              b = randn(OC), dout = randn(static_cast<std::size_t>(N) * OC);
   const auto dw0 = randn(w.size()), db0 = randn(OC);
-  const Vec bias = widen(b);
-  const Vec out_bias = ref_matmul(widen(inp), widen(w), &bias, N, C, OC);
-  const Vec out_plain = ref_matmul(widen(inp), widen(w), nullptr, N, C, OC);
-  Vec dinp(inp.size(), 0.0), dw = widen(dw0), db = widen(db0);
+  const Vec bias = mics::testing::to_double(b);
+  const Vec out_bias = mics::testing::ref::matmul(mics::testing::to_double(inp), mics::testing::to_double(w), &bias, N, C, OC);
+  const Vec out_plain = mics::testing::ref::matmul(mics::testing::to_double(inp), mics::testing::to_double(w), nullptr, N, C, OC);
+  Vec dinp(inp.size(), 0.0), dw = mics::testing::to_double(dw0), db = mics::testing::to_double(db0);
   for (int i = 0; i < N; ++i)
     for (int o = 0; o < OC; ++o) {
       const double g = dout[i * OC + o];
@@ -330,8 +284,9 @@ GPU_TEST(attention_forward_backward) {
   const int B = 2, T = 37, C = 48, NH = 3;
   const auto qkv = randn(static_cast<std::size_t>(B) * T * 3 * C);
   const auto dout = randn(static_cast<std::size_t>(B) * T * C);
-  const AttentionRef ref = ref_attention(widen(qkv), B, T, C, NH);
-  const Vec dqkv = ref_attention_backward(widen(dout), widen(qkv), ref.att, B, T, C, NH);
+  Vec want_att;
+  const Vec want_out = mics::testing::ref::attention(mics::testing::to_double(qkv), B, T, C, NH, &want_att);
+  const Vec dqkv = ref_attention_backward(mics::testing::to_double(dout), mics::testing::to_double(qkv), want_att, B, T, C, NH);
   for (const MatmulPrecision p : kPrecisions) {
     gpu().set_precision(p);
     const double bound = gemm_bound(p);
@@ -340,8 +295,8 @@ GPU_TEST(attention_forward_backward) {
     auto d_att = gpu().alloc<float>(static_cast<std::size_t>(B) * NH * T * T);
     gpu().attention_forward(d_out.data(), d_att.data(), d_qkv.data(), B, T, C, NH);
     const auto att = download(d_att);
-    CHECK_REL(download(d_out), ref.out, bound);
-    CHECK_REL(att, ref.att, bound);
+    CHECK_REL(download(d_out), want_out, bound);
+    CHECK_REL(att, want_att, bound);
     bool upper_zero = true;
     for (int r = 0; r < B * NH * T; ++r)
       for (int t2 = r % T + 1; t2 < T; ++t2) upper_zero = upper_zero && att[static_cast<std::size_t>(r) * T + t2] == 0.0f;
@@ -358,11 +313,9 @@ GPU_TEST(attention_forward_backward) {
 GPU_TEST(gelu_forward_backward) {
   const std::size_t n = 10007;
   const auto x = randn(n, 3.0f), dout = randn(n);
-  Vec out(n), dinp(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    out[i] = gelu(x[i]);
-    dinp[i] = gelu_grad(x[i]) * dout[i];
-  }
+  const Vec out = mics::testing::ref::gelu(mics::testing::to_double(x));
+  Vec dinp(n);
+  for (std::size_t i = 0; i < n; ++i) dinp[i] = gelu_grad(x[i]) * dout[i];
   auto d_x = upload(x), d_dout = upload(dout);
   auto d_out = gpu().alloc<float>(n);
   gpu().gelu_forward(d_out.data(), d_x.data(), n);
