@@ -255,16 +255,10 @@ std::optional<std::int64_t> Config::get_int_or_auto(std::string_view key) const 
 }
 
 double Config::get_float(std::string_view key) const {
-  const auto value = get_float_or_auto(key);
-  if (!value) misuse(key, "is 'auto'; read it with get_float_or_auto");
-  return *value;
-}
-
-std::optional<double> Config::get_float_or_auto(std::string_view key) const {
   const KeyDef& def = key_of(key);
   if (def.type != Type::Float && def.type != Type::Int) misuse(key, "is a " + type_name(def) + ", not a number");
   const std::string& text = values_.find(key)->second;
-  if (text == "auto") return std::nullopt;
+  if (text == "auto") misuse(key, "is 'auto'; read it with get_int_or_auto");  // only int keys take auto
   double value = 0;
   std::from_chars(text.data(), text.data() + text.size(), value);
   return value;

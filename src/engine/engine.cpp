@@ -87,7 +87,6 @@ Engine::Engine(model::Gpt& gpt, backends::Backend& backend, comm::Collectives& c
   for (std::size_t k = 0; k < train_runs_.size(); ++k)
     for (const auto& [stage, is_backward] : train_runs_[k].stages)
       if (is_backward) last_backward_run_[static_cast<std::size_t>(stage.unit)] = k;
-  grad_touched_.assign(sharding_.size(), false);
   grad_buffer_.assign(sharding_.size(), nullptr);
   units_.resize(sharding_.size());
   for (std::size_t u = 0; u < sharding_.size(); ++u) {
@@ -184,7 +183,7 @@ void Engine::gather_unit(int unit, float* full) {
     slot_unit_[0] = -1;
     source = out;
   }
-  backend_.copy_to_host(full, source, s.numel * sizeof(float));
+  if (full != nullptr) backend_.copy_to_host(full, source, s.numel * sizeof(float));
 }
 
 // --- parameter gathering ----------------------------------------------------------------------------
@@ -260,9 +259,7 @@ void Engine::finish_reduce_scatter(StepTimes& times) {
 
 void Engine::run_micro_step(int micro, bool last_micro, bool backward, StepTimes& times) {
   const std::vector<Run>& runs = backward ? train_runs_ : eval_runs_;
-  std::vector<bool>& grad_touched = grad_touched_;
-  std::vector<float*>& grad_buffer = grad_buffer_;
-  std::fill(grad_touched.begin(), grad_touched.end(), false);
+  std::fill(grad_buffer_.begin(), grad_buffer_.end(), nullptr);  // set at each unit's first backward stage
   // Every rank's micro-batch loss is a mean over B*T tokens; the global gradient is their mean.
   const float grad_scale = 1.0f / static_cast<float>(world_ * options_.grad_accum);
   int block_grad_slot = 0;
@@ -285,20 +282,19 @@ void Engine::run_micro_step(int micro, bool last_micro, bool backward, StepTimes
         continue;
       }
       const std::size_t padded = sharding_[u].padded_numel;
-      if (!grad_touched[u]) {
+      if (grad_buffer_[u] == nullptr) {
         if (p_ == 1) {
-          grad_buffer[u] = units_[u].grad.data();  // accumulate straight into the (unsharded) accumulator
-          if (micro == 0) backend_.zero(grad_buffer[u], padded);
+          grad_buffer_[u] = units_[u].grad.data();  // accumulate straight into the (unsharded) accumulator
+          if (micro == 0) backend_.zero(grad_buffer_[u], padded);
         } else {
           // Blocks alternate between two slots: a slot's previous reduce-scatter was finished before
           // the next one was issued. The embedding keeps its own buffer from the head to the embedding.
           if (u != 0) block_grad_slot ^= 1;
-          grad_buffer[u] = u == 0 ? embedding_grad_.data() : grad_slots_[static_cast<std::size_t>(block_grad_slot)].data();
-          backend_.zero(grad_buffer[u], padded);
+          grad_buffer_[u] = u == 0 ? embedding_grad_.data() : grad_slots_[static_cast<std::size_t>(block_grad_slot)].data();
+          backend_.zero(grad_buffer_[u], padded);
         }
       }
-      float* grads = grad_buffer[u];
-      grad_touched[u] = true;
+      float* grads = grad_buffer_[u];
       {
         ScopedTimer timer(times.compute);
         gpt_.backward(stage, params, grads, grad_scale);

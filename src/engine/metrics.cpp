@@ -66,6 +66,10 @@ MetricsWriter::MetricsWriter(const std::string& path, long resumed_step) : path_
 
 void MetricsWriter::write(const StepRecord& record) { write_line(to_json(record)); }
 
+void MetricsWriter::write_validation(int step, float loss) {
+  write_line("{\"step\":" + std::to_string(step + 1) + ",\"val_loss\":" + number(loss) + "}");
+}
+
 void MetricsWriter::write_line(const std::string& json) {
   if (!out_.is_open()) return;
   out_ << json << '\n';

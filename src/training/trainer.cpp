@@ -69,17 +69,17 @@ void load_initial_weights(const std::string& init, const model::ParamLayout& lay
 }
 
 // Gathers every unit and writes an llm.c model file from world rank 0.
+// Every rank takes part in the gathers; only rank 0 holds the whole model on the host.
 void save_final_weights(const std::string& path, const model::ParamLayout& layout, Engine& engine, int world_rank) {
   std::vector<std::vector<float>> units(layout.units().size());
   for (std::size_t u = 0; u < units.size(); ++u) {
-    units[u].resize(layout.units()[u].numel);
-    engine.gather_unit(static_cast<int>(u), units[u].data());
+    if (world_rank == 0) units[u].resize(layout.units()[u].numel);
+    engine.gather_unit(static_cast<int>(u), world_rank == 0 ? units[u].data() : nullptr);
   }
   if (world_rank != 0) return;
   const std::filesystem::path parent = std::filesystem::path(path).parent_path();
   if (!parent.empty()) std::filesystem::create_directories(parent);
-  model::save_llmc_weights(path, layout, [&units](int unit) { return units[static_cast<std::size_t>(unit)].data(); },
-                           3);
+  model::save_llmc_weights(path, layout, [&units](int unit) { return units[static_cast<std::size_t>(unit)].data(); });
   MICS_LOG(info) << "final weights written to " << path;
 }
 // Runs `work` on every rank; if it throws mics::Error on any rank, every rank stops with the lowest
@@ -291,7 +291,7 @@ int run_training(const config::Config& cfg, topology::Topology& topology, comm::
     if (val_every > 0 && ((step + 1) % val_every == 0 || step + 1 == steps)) {
       last_val = validate();
       MICS_LOG(info) << "step " << step + 1 << " | val loss " << last_val;
-      if (rank == 0) metrics.write_line("{\"step\":" + std::to_string(step + 1) + ",\"val_loss\":" + std::to_string(last_val) + "}");
+      metrics.write_validation(step, last_val);
     }
     if (checkpoints.after_step(step + 1, tokens_seen, step + 1 == steps) ==
         checkpoint::TrainingCheckpoints::Next::stop_for_requeue)

@@ -50,7 +50,6 @@ class Config {
   std::int64_t get_int(std::string_view key) const;
   std::optional<std::int64_t> get_int_or_auto(std::string_view key) const;  // nullopt for "auto"
   double get_float(std::string_view key) const;
-  std::optional<double> get_float_or_auto(std::string_view key) const;
   bool get_bool(std::string_view key) const;
   const std::string& get_string(std::string_view key) const;  // also for Choice keys
   bool is_set(std::string_view key) const;                    // given by deck or command line

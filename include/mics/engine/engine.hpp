@@ -108,8 +108,8 @@ class Engine {
   // Mean loss of `batches` forward-only micro-batches per rank, averaged over the world.
   float evaluate(int batches, const BatchFn& batch);
 
-  // All-gathers a unit's parameters into `full` (host, numel elements) on every rank of the partition
-  // group: collective over the partition group.
+  // All-gathers a unit's parameters into `full` (host, numel elements; null: this rank only takes part)
+  // on every rank of the partition group: collective over the partition group.
   void gather_unit(int unit, float* full);
 
   const std::vector<UnitSharding>& sharding() const { return sharding_; }
@@ -162,7 +162,6 @@ class Engine {
   std::vector<Run> train_runs_;
   std::vector<Run> eval_runs_;
   std::vector<std::size_t> last_backward_run_;
-  std::vector<bool> grad_touched_;
   std::vector<float*> grad_buffer_;
   std::vector<std::int32_t> batch_inputs_;
   std::vector<std::int32_t> batch_targets_;

@@ -31,10 +31,12 @@ class MetricsWriter {
   // an empty file.
   MetricsWriter(const std::string& path, long resumed_step);
   void write(const StepRecord& record);
-  void write_line(const std::string& json);
+  // {"step": step + 1, "val_loss": loss}, numbers as in write().
+  void write_validation(int step, float loss);
   const std::string& path() const { return path_; }
 
  private:
+  void write_line(const std::string& json);
   std::string path_;
   std::ofstream out_;
 };

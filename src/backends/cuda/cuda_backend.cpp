@@ -12,9 +12,8 @@ namespace mics::backends::cuda {
 
 namespace {
 int choose_device(int requested) {
+  if (requested < 0) return device_for_this_process();  // throws when no device is visible
   const int count = device_count();
-  if (count == 0) throw Error("backend.device = cuda but no CUDA device is visible");
-  if (requested < 0) return device_for_this_process();
   if (requested >= count) {
     throw Error("CUDA device " + std::to_string(requested) + " requested but only " + std::to_string(count) +
                 " are visible");
