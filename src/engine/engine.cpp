@@ -147,12 +147,13 @@ MemoryReport Engine::expected_memory(const model::ParamLayout& layout, int p, bo
 }
 
 void Engine::init_parameters(std::uint64_t seed) {
-  backends::Buffer<float> full = backend_.alloc<float>(max_padded_);
+  // Each rank makes only its shard (the values depend on (seed, unit, element) alone); padding stays 0.
   for (std::size_t u = 0; u < sharding_.size(); ++u) {
     const UnitSharding& s = sharding_[u];
-    backend_.zero(full.data(), s.padded_numel);
-    gpt_.init_unit(static_cast<int>(u), full.data(), seed);
-    backend_.copy(units_[u].master.data(), full.data() + s.shard_begin, s.shard_numel);
+    backend_.zero(units_[u].master.data(), s.shard_numel);
+    if (s.shard_begin < s.numel)
+      gpt_.init_unit_range(static_cast<int>(u), units_[u].master.data(), seed, s.shard_begin,
+                           s.shard_begin + s.shard_numel);
     backend_.zero(units_[u].m.data(), s.shard_numel);
     backend_.zero(units_[u].v.data(), s.shard_numel);
   }

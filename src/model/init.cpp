@@ -30,6 +30,10 @@ float standard_normal(std::uint64_t key, std::uint64_t index) {
 }  // namespace
 
 void Gpt::init_unit(int unit, float* unit_params, std::uint64_t seed) const {
+  init_unit_range(unit, unit_params, seed, 0, SIZE_MAX);
+}
+
+void Gpt::init_unit_range(int unit, float* out, std::uint64_t seed, std::size_t begin, std::size_t end) const {
   const auto& units = layout_.units();
   if (unit < 0 || unit >= static_cast<int>(units.size())) {
     throw Error("init_unit: unit " + std::to_string(unit) + " out of range [0, " + std::to_string(units.size()) + ")");
@@ -50,19 +54,24 @@ void Gpt::init_unit(int unit, float* unit_params, std::uint64_t seed) const {
     if (t.name.ends_with("c_proj.weight")) sd = residual_std;
     // wte rows V..Vp-1 are padding: zero
     const std::size_t normal_end = t.name == "wte.weight" ? static_cast<std::size_t>(shape.vocab) * shape.channels : t.numel;
-    for (std::size_t begin = 0; begin < t.numel; begin += kChunk) {
-      const std::size_t count = std::min(kChunk, t.numel - begin);
+    // this tensor's elements inside [begin, end), tensor-local
+    const std::size_t first = std::max(begin, t.offset) - t.offset;
+    const std::size_t last = std::min(end, t.offset + t.numel);
+    if (last <= t.offset + first) continue;
+    const std::size_t stop = last - t.offset;
+    for (std::size_t chunk = first; chunk < stop; chunk += kChunk) {
+      const std::size_t count = std::min(kChunk, stop - chunk);
       host.resize(count);
       const auto n = static_cast<std::int64_t>(count);
 #pragma omp parallel for schedule(static)
       for (std::int64_t i = 0; i < n; i++) {
-        const std::size_t element = begin + static_cast<std::size_t>(i);
+        const std::size_t element = chunk + static_cast<std::size_t>(i);
         float value = 0.0f;
         if (kind == Fill::One) value = 1.0f;
         if (kind == Fill::Normal && element < normal_end) value = sd * standard_normal(key, element);
         host[static_cast<std::size_t>(i)] = value;
       }
-      backend_.copy_from_host(unit_params + t.offset + begin, host.data(), count * sizeof(float));
+      backend_.copy_from_host(out + (t.offset + chunk - begin), host.data(), count * sizeof(float));
     }
   }
 }

@@ -286,6 +286,19 @@ TEST_CASE("init_unit: GPT-2 init, deterministic per (seed, unit)", "[model][gpt]
   CHECK(download(be, c.data(), c.size()) != download(be, a[2].data(), a[2].size()));
   CHECK_THROWS_AS(gpt.init_unit(6, c.data(), 7), Error);
 
+  // A range (a rank's shard) holds exactly the elements of the full init: inside one tensor, across
+  // tensor boundaries, and with an end past the unit (padding of the last shard).
+  const std::vector<float> full = download(be, a[1].data(), a[1].size());
+  const std::size_t n = full.size();
+  for (const auto& [begin, end] : std::vector<std::pair<std::size_t, std::size_t>>{
+           {0, 10}, {100, 5000}, {n / 3, 2 * n / 3}, {n - 7, n + 50}}) {
+    auto part = be.alloc<float>(std::min(end, n) - begin);
+    gpt.init_unit_range(1, part.data(), 7, begin, end);
+    const std::vector<float> want(full.begin() + static_cast<std::ptrdiff_t>(begin),
+                                  full.begin() + static_cast<std::ptrdiff_t>(std::min(end, n)));
+    CHECK(download(be, part.data(), part.size()) == want);
+  }
+
   auto stats = [&](const std::string& name) {
     const TensorInfo& t = layout.tensor(name);
     const auto host = download(be, a[static_cast<std::size_t>(t.unit)].data() + t.offset, t.numel);

@@ -115,6 +115,9 @@ class Gpt {
   // GPT-2 init of one unit's flat buffer (backend memory): N(0, 0.02), residual projections scaled by
   // 1/sqrt(2L), LN weight 1, biases 0, wte padding rows 0. Deterministic per (seed, unit) alone.
   void init_unit(int unit, float* unit_params, std::uint64_t seed) const;
+  // The same values for elements [begin, end) of the unit's flat buffer only (end clipped to its numel),
+  // written to out[0, end - begin): a rank initialises just its shard.
+  void init_unit_range(int unit, float* out, std::uint64_t seed, std::size_t begin, std::size_t end) const;
 
   static double flops_per_token(const GptShape& shape, int seq_len);  // 6N + 6 L C T
   std::size_t activation_bytes() const;
