@@ -11,7 +11,7 @@ CTEST_ARGS ?=
 DEB_PACKAGES := build-essential cmake libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools \
                 libboost-program-options-dev libboost-log-dev catch2 libopenblas-dev python3
 
-.PHONY: all deps build test run demo bench bench-comm bench-model clean distclean deps-slurm
+.PHONY: all deps build test run bench bench-comm bench-model bench-strategies clean distclean deps-slurm
 
 # Slurm and munge for the end-to-end job tests (tests/slurm starts its own two-node cluster).
 SLURM_PACKAGES := slurmctld slurmd slurm-client munge
@@ -70,7 +70,6 @@ distclean:
 #   bench-model       one training step (tiny, gpt2-124m) against the sgemm ceiling of this machine
 #   bench-strategies  ddp, zero3 and mics at 4 and 8 ranks on 2 emulated nodes: tokens/s, bytes, memory
 # Extra arguments: BENCH_COMM_ARGS="-n 50", BENCH_MODEL_ARGS="--steps 9", BENCH_STRATEGIES_ARGS="--worlds 4".
-.PHONY: bench-strategies
 BENCH_ENV := OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
 bench: bench-comm bench-model bench-strategies

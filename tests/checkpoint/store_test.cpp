@@ -13,6 +13,7 @@
 #include "mics/comm/agreement.hpp"
 #include "store.hpp"
 #include "temp_dir.hpp"
+#include "mpi_world.hpp"
 
 namespace fs = std::filesystem;
 using namespace mics::checkpoint;
@@ -40,11 +41,6 @@ std::set<std::size_t> selected(hid_t space, const std::vector<hsize_t>& dims) {
   return out;
 }
 
-int world_rank() {
-  int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  return rank;
-}
 
 }  // namespace
 
@@ -66,7 +62,7 @@ TEST_CASE("select_flat_range selects exactly [begin, end) of 1-D and 2-D dataset
 }
 
 TEST_CASE("list_checkpoints, latest and retention", "[checkpoint]") {
-  if (world_rank() != 0) return;
+  if (mics::test::world_rank() != 0) return;
   const mics::test::TempDir dir("ckpt-store");
   for (int step = 1; step <= 10; ++step) fs::create_directories(dir.path() / step_dir_name(step));
   fs::create_directories(dir.path() / "step_3.partial");
@@ -96,7 +92,7 @@ TEST_CASE("list_checkpoints, latest and retention", "[checkpoint]") {
 }
 
 TEST_CASE("latest that names no step directory is ignored", "[checkpoint]") {
-  if (world_rank() != 0) return;
+  if (mics::test::world_rank() != 0) return;
   const mics::test::TempDir dir("ckpt-store");
   CHECK_FALSE(read_latest(dir.path()));
   std::ofstream(dir.path() / kLatestFileName) << "step_5.partial\n";
@@ -106,9 +102,7 @@ TEST_CASE("latest that names no step directory is ignored", "[checkpoint]") {
 }
 
 TEST_CASE("comm::first_error: every rank gets the lowest failing rank's message", "[checkpoint][mpi]") {
-  int rank = 0, size = 1;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  const int rank = mics::test::world_rank(), size = mics::test::world_size();
   CHECK(mics::comm::first_error(MPI_COMM_WORLD, "").empty());
   const int failing = size / 2;
   const std::string mine = rank >= failing ? "rank " + std::to_string(rank) + " failed" : "";

@@ -7,6 +7,7 @@
 
 #include "mics/comm/bench.hpp"
 #include "mics/util/error.hpp"
+#include "mpi_world.hpp"
 
 using mics::comm::BenchOptions;
 using mics::comm::parse_bench_options;
@@ -21,11 +22,6 @@ std::string parse_error(const std::vector<std::string>& args) {
     return e.what();
   }
   return "";
-}
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
 }
 }  // namespace
 
@@ -51,8 +47,7 @@ TEST_CASE("bench options follow nccl-tests", "[bench]") {
 }
 
 TEST_CASE("a short benchmark verifies every element and prints nccl-tests tables", "[bench][mpi]") {
-  int world = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  const int world = mics::test::world_size();
   // Emulated nodes of 2 ranks with p = world: the partition group spans nodes from 4 ranks on.
   const int rpn = world >= 4 ? 2 : 1;
   Topology topo = Topology::create({rpn, world});
@@ -61,7 +56,7 @@ TEST_CASE("a short benchmark verifies every element and prints nccl-tests tables
   const int wrong = run_comm_benchmark(topo, options, out);
   CHECK(wrong == 0);
   CHECK(topo.world().counters().collectives == 0);  // the benchmark ran on its own duplicates
-  if (world_rank() != 0) {
+  if (mics::test::world_rank() != 0) {
     CHECK(out.str().empty());
     return;
   }

@@ -13,6 +13,7 @@
 #include "mics/comm/collectives.hpp"
 #include "mics/comm/groups.hpp"
 #include "mics/topology/topology.hpp"
+#include "mpi_world.hpp"
 
 using mics::bf16;
 using namespace mics::comm;
@@ -20,11 +21,6 @@ using mics::topology::Topology;
 
 namespace {
 
-int world_size() {
-  int n = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
-  return n;
-}
 
 template <class T>
 T make(double x) {
@@ -70,7 +66,7 @@ TEST_CASE("bf16 rounds to nearest even and keeps NaN", "[bf16]") {
 TEMPLATE_TEST_CASE("hierarchical all-gather equals the flat all-gather bit for bit", "[comm][mpi]", float, bf16) {
   using T = TestType;
   MpiCollectives mpi;
-  const int world = world_size();
+  const int world = mics::test::world_size();
   for (auto [rpn, p] : spanning_layouts(world)) {
     Topology topo = Topology::create({rpn, p});
     const int J = topo.shape().nodes_per_partition;
@@ -158,7 +154,7 @@ TEMPLATE_TEST_CASE("reduce-scatter sums and averages integer-valued data exactly
                    double) {
   using T = TestType;
   MpiCollectives mpi;
-  const int world = world_size();
+  const int world = mics::test::world_size();
   for (int p = 1; p <= world; ++p) {
     if (world % p != 0) continue;
     Topology topo = Topology::create({1, p});
@@ -255,7 +251,7 @@ TEST_CASE("broadcast and barrier: blocking, non-blocking and their counters", "[
 
 TEST_CASE("two-hop gradient synchronization through the PartitionGroup", "[comm][mpi]") {
   MpiCollectives mpi;
-  const int world = world_size();
+  const int world = mics::test::world_size();
   for (int p = 1; p <= world; ++p) {
     if (world % p != 0) continue;
     Topology topo = Topology::create({1, p});

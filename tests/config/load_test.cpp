@@ -11,16 +11,12 @@
 #include <vector>
 
 #include "mics/config/config.hpp"
+#include "mpi_world.hpp"
 
 using mics::config::Config;
 
 namespace {
 
-int world_rank() {
-  int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  return rank;
-}
 
 // Rank 0's copy of `text`, on every rank.
 std::string from_rank0(std::string text) {
@@ -37,12 +33,12 @@ class DeckFile {
   DeckFile(const std::string& name, const std::string& text) {
     const std::string unique = from_rank0(std::to_string(::getpid()));
     path_ = (std::filesystem::temp_directory_path() / ("mics_config_" + unique + "_" + name)).string();
-    if (world_rank() == 0) std::ofstream(path_) << text;
+    if (mics::test::world_rank() == 0) std::ofstream(path_) << text;
     MPI_Barrier(MPI_COMM_WORLD);
   }
   ~DeckFile() {
     MPI_Barrier(MPI_COMM_WORLD);
-    if (world_rank() == 0) std::filesystem::remove(path_);
+    if (mics::test::world_rank() == 0) std::filesystem::remove(path_);
   }
   const std::string& path() const { return path_; }
 
@@ -56,7 +52,7 @@ TEST_CASE("try_load: every rank gets the same configuration, overrides included"
   const DeckFile deck("good.ini", "[train]\nsteps = 12 # short\nlr = 2e-4\n[model]\npreset = gpt2-124m\n");
   // Only rank 0's overrides count: give the others different ones to prove it.
   const std::vector<std::string> overrides =
-      world_rank() == 0 ? std::vector<std::string>{"train.steps=20", "log.all_ranks=yes"}
+      mics::test::world_rank() == 0 ? std::vector<std::string>{"train.steps=20", "log.all_ranks=yes"}
                         : std::vector<std::string>{"train.steps=999"};
   auto outcome = mics::config::try_load(MPI_COMM_WORLD, deck.path(), overrides);
   REQUIRE(std::holds_alternative<Config>(outcome));

@@ -13,6 +13,7 @@
 #include "mics/engine/engine.hpp"
 #include "mics/model/gpt.hpp"
 #include "mics/topology/topology.hpp"
+#include "mpi_world.hpp"
 
 using namespace mics;
 
@@ -41,11 +42,6 @@ engine::BatchFn batch_fn(int rank) {
   };
 }
 
-int world_size() {
-  int n = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
-  return n;
-}
 
 std::uint64_t sum_over(std::uint64_t value, MPI_Comm comm) {
   std::uint64_t total = 0;
@@ -60,7 +56,7 @@ struct Layout {
 
 // Every partition size valid with 2 ranks per node (1 rank per node for a world of 1).
 std::vector<Layout> layouts() {
-  const int n = world_size();
+  const int n = mics::test::world_size();
   const int rpn = n >= 2 ? 2 : 1;
   std::vector<Layout> out;
   for (int p = 1; p <= n; ++p) {
@@ -186,7 +182,7 @@ TEST_CASE("traffic per optimizer step matches the two-hop schedule") {
 }
 
 TEST_CASE("a hierarchical all-gather brings (J-1)/J of a unit into each node, a flat one (p-1)/p") {
-  const int n = world_size();
+  const int n = mics::test::world_size();
   if (n < 4) return;  // needs two nodes of two ranks at least
   comm::MpiCollectives collectives;
   topology::Topology topo = topology::Topology::create({2, n});  // p = world over n/2 nodes
@@ -211,7 +207,7 @@ TEST_CASE("a hierarchical all-gather brings (J-1)/J of a unit into each node, a 
 }
 
 TEST_CASE("zero3 reduce-scatters over the whole world every micro-step") {
-  const int n = world_size();
+  const int n = mics::test::world_size();
   auto backend = backends::make_backend("cpu", 1);
   comm::MpiCollectives collectives;
   for (int accum : {1, 3}) {

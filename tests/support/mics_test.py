@@ -53,13 +53,13 @@ class Runner:
             raise SystemExit(1)
         return proc
 
-    def metrics(self, run_name, run_dir="runs"):
-        path = os.path.join(self.dir, run_dir, run_name, "metrics.jsonl")
+    def metrics(self, run_name):
+        path = os.path.join(self.dir, "runs", run_name, "metrics.jsonl")
         with open(path) as f:
             return [json.loads(line) for line in f if line.strip()]
 
-    def losses(self, run_name, run_dir="runs"):
-        return [m["loss"] for m in self.metrics(run_name, run_dir) if "loss" in m]
+    def losses(self, run_name):
+        return [m["loss"] for m in self.metrics(run_name) if "loss" in m]
 
 
 class Checks:

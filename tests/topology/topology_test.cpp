@@ -10,6 +10,7 @@
 
 #include "mics/topology/topology.hpp"
 #include "mics/util/error.hpp"
+#include "mpi_world.hpp"
 
 using mics::topology::Shape;
 using mics::topology::Topology;
@@ -17,16 +18,6 @@ using mics::topology::validate_shape;
 
 namespace {
 
-int world_size() {
-  int n = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
-  return n;
-}
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
 
 // Valid iff every partition group lies inside one node or covers each node it touches completely.
 bool layout_valid(int world, int rpn, int p) {
@@ -56,7 +47,7 @@ std::vector<int> members_of(MPI_Comm comm) {
   int size = 0;
   MPI_Comm_size(comm, &size);
   std::vector<int> members(static_cast<std::size_t>(size));
-  const int me = world_rank();
+  const int me = mics::test::world_rank();
   MPI_Allgather(&me, 1, MPI_INT, members.data(), 1, MPI_INT, comm);
   return members;
 }
@@ -143,8 +134,8 @@ TEST_CASE("describe lists the group map", "[topology]") {
 }
 
 TEST_CASE("communicators hold the ranks MiCS puts in each group", "[topology][mpi]") {
-  const int world = world_size();
-  const int me = world_rank();
+  const int world = mics::test::world_size();
+  const int me = mics::test::world_rank();
   for (int rpn = 1; rpn <= world; ++rpn) {
     if (world % rpn != 0) continue;
     for (int p = 1; p <= world; ++p) {
@@ -183,15 +174,15 @@ TEST_CASE("communicators hold the ranks MiCS puts in each group", "[topology][mp
 
 TEST_CASE("detected nodes: every rank of this host shares one node", "[topology][mpi]") {
   Topology t = Topology::create({});
-  CHECK(t.shape().ranks_per_node == world_size());
-  CHECK(t.shape().partition_size == world_size());
-  CHECK(t.node().size() == world_size());
+  CHECK(t.shape().ranks_per_node == mics::test::world_size());
+  CHECK(t.shape().partition_size == mics::test::world_size());
+  CHECK(t.node().size() == mics::test::world_size());
   CHECK_FALSE(t.shape().spans_nodes());
   CHECK_THAT(t.describe(), Catch::Contains("partition groups:"));
 }
 
 TEST_CASE("an invalid layout throws the same error on every rank", "[topology][mpi]") {
-  const int world = world_size();
+  const int world = mics::test::world_size();
   try {
     Topology::create({world + 1, 0});
     FAIL("ranks_per_node larger than the world must be rejected");
