@@ -6,6 +6,7 @@
 #include <csignal>
 #include <sstream>
 
+#include "mics/comm/agreement.hpp"
 #include "mics/log/log.hpp"
 #include "mics/util/error.hpp"
 #include "store.hpp"
@@ -27,15 +28,6 @@ const char* signal_name(int signal_number) {
     case SIGTERM: return "SIGTERM";
     default: return "a signal";
   }
-}
-
-// Rank 0's text on every rank of comm.
-std::string broadcast_text(MPI_Comm comm, std::string text) {
-  int length = static_cast<int>(text.size());
-  MICS_MPI_CHECK(MPI_Bcast(&length, 1, MPI_INT, 0, comm));
-  text.resize(static_cast<std::size_t>(length));
-  MICS_MPI_CHECK(MPI_Bcast(text.data(), length, MPI_CHAR, 0, comm));
-  return text;
 }
 
 // The committed checkpoints to try for auto resume, newest first, starting at the one `latest` names;
@@ -137,7 +129,7 @@ std::optional<ResumePoint> TrainingCheckpoints::resume() {
       else if (!fs::exists(state_file(path), ec))
         problem = "train.resume = " + mode + ": no checkpoint there (" + state_file(path).string() + " is missing)";
     }
-    problem = broadcast_text(world, problem);
+    problem = comm::broadcast_string(world, 0, problem);
     if (!problem.empty()) fatal_all(problem, kExitFailure);
     if (auto point = load_or_explain(path, error)) return point;
     fatal_all("train.resume = " + mode + ": the checkpoint is unusable: " + error, kExitFailure);
@@ -147,7 +139,7 @@ std::optional<ResumePoint> TrainingCheckpoints::resume() {
   if (topology_.placement().world_rank == 0) {
     for (const fs::path& p : auto_candidates(run_dir_)) listing += p.string() + '\n';
   }
-  listing = broadcast_text(world, listing);
+  listing = comm::broadcast_string(world, 0, listing);
   std::istringstream lines(listing);
   std::vector<std::string> tried;
   for (std::string line; std::getline(lines, line);) {

@@ -4,6 +4,14 @@
 
 namespace mics::comm {
 
+std::string broadcast_string(MPI_Comm comm, int root, std::string text) {
+  int length = static_cast<int>(text.size());
+  MICS_MPI_CHECK(MPI_Bcast(&length, 1, MPI_INT, root, comm));
+  text.resize(static_cast<std::size_t>(length));
+  MICS_MPI_CHECK(MPI_Bcast(text.data(), length, MPI_CHAR, root, comm));
+  return text;
+}
+
 std::string first_error(MPI_Comm comm, const std::string& local_error) {
   int rank = 0, size = 1;
   MICS_MPI_CHECK(MPI_Comm_rank(comm, &rank));
@@ -12,12 +20,7 @@ std::string first_error(MPI_Comm comm, const std::string& local_error) {
   int first = size;
   MICS_MPI_CHECK(MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm));
   if (first == size) return {};
-  std::string message = rank == first ? local_error : std::string();
-  int length = static_cast<int>(message.size());
-  MICS_MPI_CHECK(MPI_Bcast(&length, 1, MPI_INT, first, comm));
-  message.resize(static_cast<std::size_t>(length));
-  MICS_MPI_CHECK(MPI_Bcast(message.data(), length, MPI_CHAR, first, comm));
-  return message;
+  return broadcast_string(comm, first, rank == first ? local_error : std::string());
 }
 
 }  // namespace mics::comm

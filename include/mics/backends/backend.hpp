@@ -7,6 +7,7 @@
 // Backward ops ACCUMULATE (+=) into parameter gradients. For activation gradients each op says whether
 // it writes (=) or accumulates (+=) dinp.
 #pragma once
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -22,6 +23,11 @@ struct AdamWStep {
   float lr, beta1, beta2, eps, weight_decay;
   int step;                 // 1-based: bias correction uses beta^step
   float grad_scale = 1.0f;  // multiplies every gradient first (clipping), saving a pass over them
+
+  // Bias corrections 1/(1-beta1^step) and 1/(1-beta2^step): per step, not per element, so every backend
+  // hoists them, in double (beta^t for large t loses digits in float).
+  float m_scale() const { return static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(beta1), step))); }
+  float v_scale() const { return static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(beta2), step))); }
 };
 
 class Backend;

@@ -7,6 +7,9 @@
 
 namespace mics::comm {
 
+// Collective over comm: `root`'s text on every rank (the others' `text` is ignored).
+std::string broadcast_string(MPI_Comm comm, int root, std::string text);
+
 // Collective over comm: the error message of the lowest rank that has one, on every rank; empty when
 // every rank succeeded.
 std::string first_error(MPI_Comm comm, const std::string& local_error);

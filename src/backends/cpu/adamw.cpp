@@ -6,11 +6,7 @@
 namespace mics::backends::cpu {
 
 void adamw(float* params, const float* grads, float* m, float* v, std::size_t n, const AdamWStep& hp) {
-  // Bias corrections are per step, not per element: hoist them (in double, since beta^t for large t
-  // loses digits in float).
-  const double t = static_cast<double>(hp.step);
-  const float m_scale = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(hp.beta1), t)));
-  const float v_scale = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(hp.beta2), t)));
+  const float m_scale = hp.m_scale(), v_scale = hp.v_scale();
   const float beta1 = hp.beta1, beta2 = hp.beta2, eps = hp.eps, lr = hp.lr, wd = hp.weight_decay;
   const float grad_scale = hp.grad_scale;
   const float one_minus_beta1 = 1.0f - beta1, one_minus_beta2 = 1.0f - beta2;

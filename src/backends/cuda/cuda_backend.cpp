@@ -1,7 +1,6 @@
 // CudaBackend: device memory, the compute stream, and dispatch to the kernel launchers.
 #include "mics/backends/cuda/cuda_backend.hpp"
 
-#include <cmath>
 #include <string>
 
 #include "mics/backends/cuda/check.hpp"
@@ -91,12 +90,8 @@ double CudaBackend::sum_squares(const float* x, std::size_t n) {
 }
 
 void CudaBackend::adamw(float* params, const float* grads, float* m, float* v, std::size_t n, const AdamWStep& hp) {
-  // bias corrections hoisted in double, as the CPU kernel does (beta^t for large t loses digits in float)
-  const double t = static_cast<double>(hp.step);
-  const auto m_scale = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(hp.beta1), t)));
-  const auto v_scale = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(hp.beta2), t)));
-  cuda::adamw(stream_.get(), params, grads, m, v, n, hp.lr, hp.beta1, hp.beta2, hp.eps, hp.weight_decay, m_scale,
-              v_scale, hp.grad_scale);
+  cuda::adamw(stream_.get(), params, grads, m, v, n, hp.lr, hp.beta1, hp.beta2, hp.eps, hp.weight_decay,
+              hp.m_scale(), hp.v_scale(), hp.grad_scale);
 }
 
 void CudaBackend::to_bf16(bf16* dst, const float* src, std::size_t n) {
