@@ -35,10 +35,10 @@
 #include <vector>
 
 #include "mics/backends/backend.hpp"
-#include "mics/comm/collectives.hpp"
+#include "mics/comm/mpi_transport.hpp"
 #include "mics/engine/engine.hpp"
 #include "mics/model/gpt.hpp"
-#include "mics/topology/topology.hpp"
+#include "mics/topology/plan.hpp"
 #include "mics/util/error.hpp"
 
 using namespace mics;
@@ -202,19 +202,18 @@ struct StepStats {
 };
 
 StepStats bench_model(const std::string& preset, const Options& o, backends::Backend& backend,
-                      comm::Collectives& collectives, topology::Topology& topo) {
+                      comm::Collectives& collectives, const topology::Topology& topo,
+                      const topology::ParallelPlan& plan) {
   model::GptShape shape = model::preset_shape(preset);
   if (o.seq_len > shape.max_seq_len) {
-    throw Error("--seq-len " + std::to_string(o.seq_len) + " exceeds " + preset + "'s max_seq_len " +
+    throw InputError("--seq-len " + std::to_string(o.seq_len) + " exceeds " + preset + "'s max_seq_len " +
                 std::to_string(shape.max_seq_len));
   }
   model::Gpt gpt(shape, backend, o.micro_batch, o.seq_len);
-  engine::EngineOptions eo;
-  eo.micro_batch = o.micro_batch;
-  eo.grad_accum = 1;
-  eo.weight_decay = 0.1f;
-  eo.grad_clip = 1.0f;
-  engine::Engine engine(gpt, backend, collectives, topo, eo);
+  engine::OptimizerOptions adamw;
+  adamw.weight_decay = 0.1f;
+  adamw.grad_clip = 1.0f;
+  engine::Engine engine(gpt, backend, collectives, topo, plan, adamw);
   engine.init_parameters(1337);
 
   const int n = o.micro_batch * o.seq_len;
@@ -257,12 +256,14 @@ int main(int argc, char** argv) {
   MPI_Comm_size(MPI_COMM_WORLD, &world);
   int status = 0;
   try {
-    if (world != 1) throw Error("bench_model runs as one process (got a world of " + std::to_string(world) + ")");
+    if (world != 1) throw InputError("bench_model runs as one process (got a world of " + std::to_string(world) + ")");
     const Options o = parse(argc, argv);
-    auto backend = backends::make_backend("cpu", o.threads);
+    auto backend = backends::make_cpu_backend(o.threads);
     const int threads = omp_get_max_threads();
-    comm::MpiCollectives collectives;
-    topology::Topology topo = topology::Topology::create({1, 1});
+    comm::MpiTransport transport;
+    comm::Collectives collectives(transport, transport);
+    const topology::ParallelPlan plan = topology::make_plan({}, o.micro_batch, 1, 1, 1);
+    const topology::Topology topo = topology::Topology::create(plan.shape);
 
     std::printf("bench_model: cpu backend, %d OpenMP threads (OpenBLAS single-threaded inside each), "
                 "micro-batch %d, sequence %d, median of %d steps after %d warm-up\n",
@@ -294,7 +295,7 @@ int main(int argc, char** argv) {
     std::printf("%-10s %9s %9s %9s %9s %9s %10s %9s %9s %9s %9s\n", "model", "params", "step ms", "fwd+bwd",
                 "gemms", "optim", "tokens/s", "GFLOP/s", "ratio", "fb ratio", "bound");
     for (const std::string& preset : o.models) {
-      const StepStats st = bench_model(preset, o, *backend, collectives, topo);
+      const StepStats st = bench_model(preset, o, *backend, collectives, topo, plan);
       const double fb_gflops = st.gflops * st.step_s / st.compute_s;
       // The best ratio this step could reach with every FLOP at the ceiling and the optimizer as measured.
       const double ideal_s = st.gflops * st.step_s / ceiling;

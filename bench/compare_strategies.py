@@ -20,7 +20,7 @@ Columns
   states/rank   model-state memory per rank: master weights, Adam m and v, gradient accumulator
                 (16 B/param / p), as the run logs it in `memory per rank: model states ...`.
 
-Groups (the engine's layout, mics.md): partition groups of p consecutive ranks; replication groups of the
+Groups (the engine's layout, docs/algorithms.md#groups): partition groups of p consecutive ranks; replication groups of the
 ranks holding the same shard (rank % p equal); when a partition group spans J nodes with L = p / J ranks
 on each, intra-node groups (its L ranks on one node) and inter-node groups (its J ranks with the same
 index inside their node). Nodes are blocks of ranks_per_node consecutive ranks.

@@ -12,25 +12,25 @@
 
 namespace mics::backends {
 
-std::unique_ptr<Backend> make_backend(std::string_view device, int threads, std::string_view matmul) {
+std::unique_ptr<Backend> make_backend(const config::BackendOptions& options) {
   if (std::getenv("MICS_CUDA_MATMUL") != nullptr) {  // read by earlier versions: refuse rather than ignore it
-    throw Error("MICS_CUDA_MATMUL is no longer read: set backend.matmul = bf16 | fp32 in the deck instead");
+    throw InputError("MICS_CUDA_MATMUL is no longer read: set backend.matmul = bf16 | fp32 in the deck instead");
   }
-  if (matmul != "auto" && matmul != "bf16" && matmul != "fp32") {
-    throw Error("backend.matmul = " + std::string(matmul) + " is not one of auto, bf16, fp32");
+  if (options.device == config::Device::cpu) {
+    if (options.matmul == config::Matmul::bf16)
+      throw InputError("backend.matmul = bf16 needs backend.device = cuda (the cpu backend is fp32)");
+    return std::make_unique<cpu::CpuBackend>(options.threads);
   }
-  if (device == "cpu") {
-    if (matmul == "bf16") throw Error("backend.matmul = bf16 needs backend.device = cuda (the cpu backend is fp32)");
-    return std::make_unique<cpu::CpuBackend>(threads);
-  }
-  if (device == "cuda") {
 #if defined(MICS_WITH_CUDA)
-    return cuda::make_cuda_backend(matmul == "fp32" ? cuda::MatmulPrecision::fp32 : cuda::MatmulPrecision::bf16);
+  return cuda::make_cuda_backend(options.matmul == config::Matmul::fp32 ? cuda::MatmulPrecision::fp32
+                                                                       : cuda::MatmulPrecision::bf16);
 #else
-    throw Error("backend.device = cuda: this build has no CUDA compute backend (use backend.device = cpu)");
+  throw InputError("backend.device = cuda: this build has no CUDA compute backend (use backend.device = cpu)");
 #endif
-  }
-  throw Error("unknown device '" + std::string(device) + "' (known: cpu, cuda)");
+}
+
+std::unique_ptr<Backend> make_cpu_backend(int threads) {
+  return make_backend(config::BackendOptions{config::Device::cpu, threads});
 }
 
 }  // namespace mics::backends

@@ -14,12 +14,12 @@ QuietErrors::QuietErrors() {
 QuietErrors::~QuietErrors() { H5Eset_auto2(H5E_DEFAULT, previous_function_, previous_data_); }
 
 Handle checked(hid_t id, Handle::Closer closer, const std::string& what) {
-  if (id < 0) throw Error(what + " failed");
+  if (id < 0) throw InputError(what + " failed");
   return Handle(id, closer);
 }
 
 void check(herr_t status, const std::string& what) {
-  if (status < 0) throw Error(what + " failed");
+  if (status < 0) throw InputError(what + " failed");
 }
 
 void disable_file_locking(hid_t file_access) {
@@ -30,19 +30,19 @@ Handle open_file_read(const std::string& path) {
   Handle access = checked(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, "H5Pcreate(file access)");
   disable_file_locking(access.get());
   const hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, access.get());
-  if (id < 0) throw Error(path + ": not a readable HDF5 file (missing, truncated or damaged)");
+  if (id < 0) throw InputError(path + ": not a readable HDF5 file (missing, truncated or damaged)");
   return Handle(id, H5Fclose);
 }
 
 Handle open_group(hid_t parent, const std::string& name, const std::string& file) {
   const hid_t id = H5Gopen2(parent, name.c_str(), H5P_DEFAULT);
-  if (id < 0) throw Error(file + ": group " + name + " is missing");
+  if (id < 0) throw InputError(file + ": group " + name + " is missing");
   return Handle(id, H5Gclose);
 }
 
 Handle open_dataset(hid_t group, const std::string& name, const std::string& where) {
   const hid_t id = H5Dopen2(group, name.c_str(), H5P_DEFAULT);
-  if (id < 0) throw Error(where + ": dataset " + name + " is missing");
+  if (id < 0) throw InputError(where + ": dataset " + name + " is missing");
   return Handle(id, H5Dclose);
 }
 
@@ -56,7 +56,7 @@ void write_scalar(hid_t object, const std::string& name, hid_t type, const void*
 
 Handle open_attribute(hid_t object, const std::string& name, const std::string& where) {
   const hid_t id = H5Aopen(object, name.c_str(), H5P_DEFAULT);
-  if (id < 0) throw Error(where + ": attribute " + name + " is missing");
+  if (id < 0) throw InputError(where + ": attribute " + name + " is missing");
   return Handle(id, H5Aclose);
 }
 }  // namespace
@@ -95,7 +95,7 @@ std::string read_string_attribute(hid_t object, const std::string& name, const s
   Handle attribute = open_attribute(object, name, where);
   Handle type = checked(H5Aget_type(attribute.get()), H5Tclose, where + ": type of attribute " + name);
   if (H5Tget_class(type.get()) != H5T_STRING || H5Tis_variable_str(type.get()) > 0)
-    throw Error(where + ": attribute " + name + " is not a fixed-length string");
+    throw InputError(where + ": attribute " + name + " is not a fixed-length string");
   const std::size_t size = H5Tget_size(type.get());
   std::string value(size, '\0');
   check(H5Aread(attribute.get(), type.get(), value.data()), where + ": reading attribute " + name);
@@ -106,7 +106,7 @@ std::string read_string_attribute(hid_t object, const std::string& name, const s
 std::vector<hsize_t> dataset_dims(hid_t dataset, const std::string& where) {
   Handle space = checked(H5Dget_space(dataset), H5Sclose, where + ": H5Dget_space");
   const int rank = H5Sget_simple_extent_ndims(space.get());
-  if (rank < 1 || rank > 2) throw Error(where + ": expected a 1-D or 2-D dataset, found rank " + std::to_string(rank));
+  if (rank < 1 || rank > 2) throw InputError(where + ": expected a 1-D or 2-D dataset, found rank " + std::to_string(rank));
   std::vector<hsize_t> dims(static_cast<std::size_t>(rank));
   H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
   return dims;
@@ -157,7 +157,7 @@ std::vector<std::string> link_names(hid_t group, const std::string& where) {
   std::vector<std::string> names;
   for (hsize_t i = 0; i < info.nlinks; ++i) {
     const ssize_t length = H5Lget_name_by_idx(group, ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
-    if (length < 0) throw Error(where + ": cannot read link " + std::to_string(i));
+    if (length < 0) throw InputError(where + ": cannot read link " + std::to_string(i));
     std::string name(static_cast<std::size_t>(length) + 1, '\0');
     H5Lget_name_by_idx(group, ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size(), H5P_DEFAULT);
     name.resize(static_cast<std::size_t>(length));

@@ -69,7 +69,7 @@ void write_metadata(hid_t file, const Metadata& m) {
 
 void check_model(const std::string& where, const model::GptShape& saved, const model::GptShape& want) {
   if (const auto d = model::first_difference(saved, want))
-    throw Error(where + ": the checkpoint's model has " + d->field + " = " + std::to_string(d->found) +
+    throw InputError(where + ": the checkpoint's model has " + d->field + " = " + std::to_string(d->found) +
                 " but the deck's model has " + std::to_string(d->expected));
 }
 
@@ -144,12 +144,12 @@ void write_state_file(const fs::path& path, engine::Engine& engine, backends::Ba
         h5::check(H5Dwrite(dataset.get(), H5T_NATIVE_FLOAT, memory.get(), file_space.get(), transfer.get(), source),
                   where + ": writing dataset " + name);
         if (delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
-        if (fail_after_first_dataset) throw Error(where + ": injected write failure (" + kWriteFailRankEnv + ")");
+        if (fail_after_first_dataset) throw InputError(where + ": injected write failure (" + kWriteFailRankEnv + ")");
       }
     }
   }
   groups.clear();
-  if (!file.close()) throw Error(where + ": closing the file failed");
+  if (!file.close()) throw InputError(where + ": closing the file failed");
 }
 
 // This rank's shard of every unit from the file, read independently.
@@ -175,14 +175,14 @@ void read_state_file(const fs::path& path, engine::Engine& engine, backends::Bac
         const std::string name = std::string("/") + kTensorGroups[g] + "/" + tensor.name;
         h5::Handle dataset = h5::open_dataset(groups[static_cast<std::size_t>(g)].get(), tensor.name, where);
         if (h5::dataset_dims(dataset.get(), where + ": " + name) != want)
-          throw Error(where + ": dataset " + name + " does not have the shape of the model's tensor");
+          throw InputError(where + ": dataset " + name + " does not have the shape of the model's tensor");
         if (slice.begin == slice.end) continue;
         h5::Handle file_space = h5::checked(H5Dget_space(dataset.get()), H5Sclose, where + ": H5Dget_space");
         h5::select_flat_range(file_space.get(), want, slice.begin, slice.end);
         h5::Handle memory = h5::memory_space(slice.end - slice.begin);
         float* target = host.data() + g * sharding.shard_numel + slice.shard_offset;
         if (H5Dread(dataset.get(), H5T_NATIVE_FLOAT, memory.get(), file_space.get(), H5P_DEFAULT, target) < 0)
-          throw Error(where + ": dataset " + name + " cannot be read (checksum mismatch or I/O error)");
+          throw InputError(where + ": dataset " + name + " cannot be read (checksum mismatch or I/O error)");
       }
     }
     const int unit = static_cast<int>(u);
@@ -198,7 +198,7 @@ Metadata read_metadata_from(hid_t file, const std::string& where) {
   Metadata m;
   m.format_version = h5::read_int_attribute(file, "format_version", where);
   if (m.format_version != kFormatVersion)
-    throw Error(where + ": format_version " + std::to_string(m.format_version) + " is not supported (this mics reads " +
+    throw InputError(where + ": format_version " + std::to_string(m.format_version) + " is not supported (this mics reads " +
                 std::to_string(kFormatVersion) + ")");
   const auto get_int = [&](const char* name) { return h5::read_int_attribute(file, name, where); };
   m.step = get_int("step");
@@ -230,7 +230,7 @@ Metadata read_metadata(const fs::path& file) {
   return read_metadata_from(handle.get(), file.string());
 }
 
-bool save(engine::Engine& engine, backends::Backend& backend, topology::Topology& topology,
+bool save(engine::Engine& engine, backends::Backend& backend, const topology::Topology& topology,
           const model::ParamLayout& layout, const Metadata& metadata, const fs::path& run_dir,
           const Retention& retention) {
   const MPI_Comm world = topology.world().handle();
@@ -256,11 +256,11 @@ bool save(engine::Engine& engine, backends::Backend& backend, topology::Topology
       write_state_file(partial_dir / kStateFileName, engine, backend, topology.partition().handle(), layout, metadata);
     } catch (const std::exception& e) {
       // Every HDF5 call in the file is collective over the writers: a rank that fails part-way (disk
-      // full on its aggregator) would leave its peers waiting in the next one. Stop the job instead;
-      // the .partial directory is never committed, so `latest` still names the previous checkpoint.
-      fatal_one("checkpoint at step " + std::to_string(metadata.step) + ": writing " +
-                (partial_dir / kStateFileName).string() + " failed: " + e.what() +
-                "; the previous checkpoint stays the latest");
+      // full on its aggregator) would leave its peers waiting in the next one. This rank's error stops
+      // the job; the .partial directory is never committed, so `latest` still names the previous one.
+      throw PeerError("checkpoint at step " + std::to_string(metadata.step) + ": writing " +
+                      (partial_dir / kStateFileName).string() + " failed: " + e.what() +
+                      "; the previous checkpoint stays the latest");
     }
   }
   // Committed only when every writer succeeded.
@@ -284,7 +284,7 @@ bool save(engine::Engine& engine, backends::Backend& backend, topology::Topology
 }
 
 LoadResult load(const fs::path& checkpoint, engine::Engine& engine, backends::Backend& backend,
-                topology::Topology& topology, const model::ParamLayout& layout) {
+                const topology::Topology& topology, const model::ParamLayout& layout) {
   h5::QuietErrors quiet;
   LoadResult result;
   Metadata metadata;

@@ -71,11 +71,11 @@ namespace store {
 
 void sync_path(const fs::path& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw Error("cannot open " + path.string() + " to sync it: " + std::strerror(errno));
+  if (fd < 0) throw InputError("cannot open " + path.string() + " to sync it: " + std::strerror(errno));
   const int rc = ::fsync(fd);
   const int saved = errno;
   ::close(fd);
-  if (rc != 0) throw Error("fsync of " + path.string() + " failed: " + std::strerror(saved));
+  if (rc != 0) throw InputError("fsync of " + path.string() + " failed: " + std::strerror(saved));
 }
 
 void commit(const fs::path& partial_dir, const fs::path& final_dir, const fs::path& run_dir) {
@@ -93,7 +93,7 @@ void commit(const fs::path& partial_dir, const fs::path& final_dir, const fs::pa
     std::ofstream out(temp, std::ios::trunc);
     out << final_dir.filename().string() << '\n';
     out.close();
-    if (!out) throw Error("cannot write " + temp.string());
+    if (!out) throw InputError("cannot write " + temp.string());
   }
   sync_path(temp);
   fs::rename(temp, run_dir / kLatestFileName);

@@ -48,7 +48,7 @@ void read_range(hid_t dataset, const std::vector<hsize_t>& dims, std::size_t beg
   h5::select_flat_range(file_space.get(), dims, begin, end);
   h5::Handle memory = h5::memory_space(end - begin);
   if (H5Dread(dataset, H5T_NATIVE_FLOAT, memory.get(), file_space.get(), H5P_DEFAULT, out.data()) < 0)
-    throw Error(where + " cannot be read (checksum mismatch or I/O error)");
+    throw InputError(where + " cannot be read (checksum mismatch or I/O error)");
 }
 
 std::uintmax_t directory_bytes(const fs::path& dir) {
@@ -78,14 +78,14 @@ struct OpenCheckpoint {
 
 void write_or_throw(std::ofstream& out, const void* data, std::size_t bytes, const std::string& where) {
   out.write(static_cast<const char*>(data), static_cast<std::streamsize>(bytes));
-  if (!out) throw Error(where + ": write failed");
+  if (!out) throw InputError(where + ": write failed");
 }
 
 }  // namespace
 
 void list_run(const fs::path& run_dir, std::ostream& out) {
   std::error_code ec;
-  if (!fs::is_directory(run_dir, ec)) throw Error(run_dir.string() + ": not a directory");
+  if (!fs::is_directory(run_dir, ec)) throw InputError(run_dir.string() + ": not a directory");
   const std::vector<Entry> entries = list_checkpoints(run_dir);
   const std::optional<fs::path> latest = read_latest(run_dir);
   if (entries.empty()) {
@@ -173,7 +173,7 @@ std::vector<std::string> verify(const fs::path& checkpoint, std::ostream& progre
         h5::Handle dataset = h5::open_dataset(group.get(), tensor.name, group_where);
         const std::vector<hsize_t> dims = h5::dataset_dims(dataset.get(), where);
         if (dims != std::vector<hsize_t>(tensor.shape.begin(), tensor.shape.end()))
-          throw Error(where + " has shape " + dims_text(dims) + ", expected " +
+          throw InputError(where + " has shape " + dims_text(dims) + ", expected " +
                       dims_text(std::vector<hsize_t>(tensor.shape.begin(), tensor.shape.end())));
         read_range(dataset.get(), dims, 0, element_count(dims), buffer, where);
         ++datasets;
@@ -190,7 +190,7 @@ std::vector<std::string> verify(const fs::path& checkpoint, std::ostream& progre
 ExportFormat parse_export_format(const std::string& text) {
   if (text == "safetensors") return ExportFormat::safetensors;
   if (text == "llmc") return ExportFormat::llmc;
-  throw Error("--format " + text + " is not known (expected safetensors or llmc)");
+  throw InputError("--format " + text + " is not known (expected safetensors or llmc)");
 }
 
 std::string huggingface_name(const std::string& mics_name) { return "transformer." + mics_name; }
@@ -280,13 +280,13 @@ void export_parameters(const fs::path& checkpoint, ExportFormat format, const fs
   const fs::path temp = out_path.string() + ".tmp";
   try {
     std::ofstream out(temp, std::ios::binary | std::ios::trunc);
-    if (!out) throw Error(temp.string() + ": cannot open for writing");
+    if (!out) throw InputError(temp.string() + ": cannot open for writing");
     if (format == ExportFormat::llmc)
       export_llmc(ckpt, params.get(), out, temp.string());
     else
       export_safetensors(ckpt, params.get(), out, temp.string());
     out.close();
-    if (!out) throw Error(temp.string() + ": write failed");
+    if (!out) throw InputError(temp.string() + ": write failed");
   } catch (...) {
     std::error_code ignored;
     fs::remove(temp, ignored);

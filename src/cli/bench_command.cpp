@@ -38,24 +38,12 @@ int bench_command(const Args& args) {
     return kExitOk;
   }
   MpiSession mpi;
-  comm::BenchOptions options;
-  try {
+  const comm::BenchOptions options = on_every_rank([&] {
     topology::check_slurm_world(mpi.size());
-    options = comm::parse_bench_options(command_line.rest);
-  } catch (const Error& e) {
-    fatal_all(e.what());
-  }
-  const config::Config cfg = load_config(command_line);
-  topology::TopologyOptions topology_options;
-  topology_options.ranks_per_node = static_cast<int>(cfg.get_int_or_auto("topology.ranks_per_node").value_or(0));
-  topology_options.partition_size = static_cast<int>(cfg.get_int_or_auto("parallel.partition_size").value_or(0));
-  topology::Topology topology = [&] {
-    try {
-      return topology::Topology::create(topology_options);
-    } catch (const Error& e) {
-      fatal_all(e.what());
-    }
-  }();
+    return comm::parse_bench_options(command_line.rest);
+  });
+  const config::Options deck = load_options(command_line);
+  const topology::Topology topology = topology::Topology::create(plan_for_world(deck, mpi.size()).shape);
   MICS_LOG(info) << "topology:\n" << topology.describe();
   const int wrong = comm::run_comm_benchmark(topology, options, std::cout);
   return wrong == 0 ? kExitOk : kExitFailure;

@@ -20,9 +20,10 @@ int config_command(const Args& args) {
     return kExitOk;
   }
   MpiSession mpi;
-  if (!command_line.rest.empty()) fatal_all("mics config: unexpected argument '" + command_line.rest.front() + "'");
-  const config::Config cfg = load_config(command_line);
-  if (mpi.rank() == 0) std::cout << cfg.to_deck() << std::flush;
+  if (!command_line.rest.empty())
+    throw InputError("mics config: unexpected argument '" + command_line.rest.front() + "'", ErrorScope::all_ranks);
+  const config::Options options = load_options(command_line);
+  if (mpi.rank() == 0) std::cout << options.effective_deck << std::flush;
   return kExitOk;
 }
 

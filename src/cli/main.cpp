@@ -8,6 +8,7 @@
 
 #include "commands.hpp"
 #include "mics/util/error.hpp"
+#include "stop.hpp"
 
 namespace {
 
@@ -40,6 +41,7 @@ int main(int argc, char** argv) {
   }
   const std::string command = argv[1];
   const mics::cli::Args args(argv + 2, argv + argc);
+  mics::cli::install_terminate_handler();
   try {
     if (command == "train") return mics::cli::train_command(args);
     if (command == "config") return mics::cli::config_command(args);
@@ -48,17 +50,17 @@ int main(int argc, char** argv) {
     if (command == "ckpt") return mics::cli::ckpt_command(args);
     if (command == "export") return mics::cli::export_command(args);
   } catch (const mics::Error& e) {
-    // Before MPI starts, an error is about the command line itself: a usage error.
+    // Before MPI starts, an error is about the command line itself: a usage error of this one process.
     int mpi_started = 0;
     MPI_Initialized(&mpi_started);
     if (!mpi_started) {
       std::fprintf(stderr, "mics: error: %s\n", e.what());
-      return mics::kExitUsage;
+      return e.exit_status();
     }
-    mics::fatal_one(e.what());
+    mics::cli::stop(e);
   } catch (const std::exception& e) {
     // An error that escaped a subcommand may have been seen by this rank alone: abort the job.
-    mics::fatal_one(e.what());
+    mics::cli::abort_job(e.what());
   }
   std::fprintf(stderr, "mics: unknown command '%s'\n\n%s", command.c_str(), kUsage);
   return mics::kExitUsage;

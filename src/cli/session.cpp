@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <exception>
 
+#include "mics/config/config.hpp"
 #include "mics/log/log.hpp"
 #include "mics/util/error.hpp"
 
@@ -43,7 +44,7 @@ MpiSession::MpiSession() {
 MpiSession::~MpiSession() {
   log::flush();
   // An exception on its way to main() may have been seen by this rank alone: MPI_Finalize would wait for
-  // peers that are still inside a collective. main() aborts the job instead (fatal_one).
+  // peers that are still inside a collective. main() decides how the job ends (stop.hpp).
   if (std::uncaught_exceptions() > 0) return;
   int finalized = 0;
   MPI_Finalized(&finalized);
@@ -62,11 +63,11 @@ CommandLine split_command_line(const Args& args) {
                  .allow_unregistered()
                  .run();
   } catch (const po::error& e) {
-    throw Error(std::string("command line: ") + e.what());
+    throw InputError(std::string("command line: ") + e.what());
   }
   for (const po::option& opt : parsed.options) {
     if (opt.string_key == "deck" && !opt.unregistered) {
-      if (opt.value.empty()) throw Error("--deck needs a file name");
+      if (opt.value.empty()) throw InputError("--deck needs a file name");
       out.deck = opt.value.front();
     } else if (opt.string_key == "help" && !opt.unregistered) {
       out.help = true;
@@ -85,18 +86,25 @@ CommandLine split_command_line(const Args& args) {
   return out;
 }
 
-config::Config load_config(const CommandLine& command_line) {
-  config::Config cfg = config::load(MPI_COMM_WORLD, command_line.deck, command_line.overrides);
-  log::Options options;
-  options.level = log::parse_severity(cfg.get_string("log.level"));
-  options.all_ranks = cfg.get_bool("log.all_ranks");
-  options.file_pattern = cfg.get_string("log.file");
-  try {
-    log::configure(options);
-  } catch (const Error& e) {
-    fatal_one(e.what(), kExitUsage);
-  }
-  return cfg;
+config::Options load_options(const CommandLine& command_line) {
+  const config::Config cfg = config::load(MPI_COMM_WORLD, command_line.deck, command_line.overrides);
+  config::Options options = on_every_rank([&] { return config::read_options(cfg); });
+  log::Options log_options;
+  log_options.level = log::parse_severity(options.log.level);
+  log_options.all_ranks = options.log.all_ranks;
+  log_options.file_pattern = options.log.file;
+  log::configure(log_options);  // a file that cannot be opened is this rank's error
+  return options;
+}
+
+topology::ParallelPlan plan_for_world(const config::Options& options, int world) {
+  const int ranks_per_node = options.topology.ranks_per_node > 0
+                                 ? options.topology.ranks_per_node
+                                 : on_every_rank([] { return topology::detect_ranks_per_node(MPI_COMM_WORLD); });
+  return on_every_rank([&] {
+    return topology::make_plan(options.parallel, options.train.micro_batch, options.train.grad_accum, world,
+                               ranks_per_node);
+  });
 }
 
 }  // namespace mics::cli

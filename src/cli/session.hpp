@@ -9,7 +9,8 @@
 #include <vector>
 
 #include "commands.hpp"
-#include "mics/config/config.hpp"
+#include "mics/config/options.hpp"
+#include "mics/topology/plan.hpp"
 
 namespace mics::cli {
 
@@ -38,8 +39,12 @@ struct CommandLine {
 // Splits args; --deck FILE / --deck=FILE, --help / -h, --section.key=value. Never throws for the rest.
 CommandLine split_command_line(const Args& args);
 
-// Loads the deck on rank 0 and broadcasts it (bad deck: every rank exits with kExitUsage), then applies
-// the log section. Every rank calls it.
-config::Config load_config(const CommandLine& command_line);
+// Loads the deck on rank 0 and broadcasts it, reads it into typed options and applies the log section.
+// Every rank calls it; a bad deck throws the same InputError on every rank.
+config::Options load_options(const CommandLine& command_line);
+
+// The parallel plan for this world: ranks per node from the deck or detected (collective over
+// MPI_COMM_WORLD), then topology::make_plan. Every rank throws the same InputError for an invalid layout.
+topology::ParallelPlan plan_for_world(const config::Options& options, int world);
 
 }  // namespace mics::cli

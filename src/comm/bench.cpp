@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "mics/comm/collectives.hpp"
+#include "mics/comm/mpi_transport.hpp"
 #include "mics/util/error.hpp"
 
 namespace mics::comm {
@@ -28,7 +28,7 @@ std::size_t parse_size(const std::string& option, const std::string& text) {
   else if (suffix == "G" || suffix == "g") multiplier = std::size_t{1} << 30;
   else if (!suffix.empty()) digits = 0;
   if (digits == 0 || digits > 12) {
-    throw Error("option " + option + ": bad size '" + text +
+    throw InputError("option " + option + ": bad size '" + text +
                 "' (expected a whole number of bytes with an optional K, M or G suffix)");
   }
   return std::stoull(text.substr(0, digits)) * multiplier;
@@ -43,7 +43,7 @@ long parse_integer(const std::string& option, const std::string& text, long min,
     used = 0;
   }
   if (used == 0 || used != text.size() || value < min || value > max) {
-    throw Error("option " + option + ": bad value '" + text + "' (expected an integer from " + std::to_string(min) +
+    throw InputError("option " + option + ": bad value '" + text + "' (expected an integer from " + std::to_string(min) +
                 " to " + std::to_string(max) + ")");
   }
   return value;
@@ -55,7 +55,7 @@ BenchOptions parse_bench_options(const std::vector<std::string>& args) {
   BenchOptions options;
   for (std::size_t i = 0; i < args.size(); ++i) {
     const std::string& option = args[i];
-    if (i + 1 >= args.size()) throw Error("option " + option + " needs a value");
+    if (i + 1 >= args.size()) throw InputError("option " + option + " needs a value");
     const std::string& value = args[++i];
     if (option == "-b" || option == "--minbytes") {
       options.min_bytes = parse_size(option, value);
@@ -70,14 +70,14 @@ BenchOptions parse_bench_options(const std::vector<std::string>& args) {
     } else if (option == "-c" || option == "--check") {
       options.check = parse_integer(option, value, 0, 1000000) != 0;
     } else {
-      throw Error("unknown option '" + option +
+      throw InputError("unknown option '" + option +
                   "' for bench comm (known: -b, -e, -f, -n, -w, -c, --minbytes, --maxbytes, --stepfactor, "
                   "--iters, --warmup_iters, --check)");
     }
   }
-  if (options.min_bytes == 0) throw Error("option -b: the minimum size must be at least 1 byte");
+  if (options.min_bytes == 0) throw InputError("option -b: the minimum size must be at least 1 byte");
   if (options.max_bytes < options.min_bytes) {
-    throw Error("option -e: the maximum size " + std::to_string(options.max_bytes) +
+    throw InputError("option -e: the maximum size " + std::to_string(options.max_bytes) +
                 " is smaller than the minimum size " + std::to_string(options.min_bytes));
   }
   return options;
@@ -87,19 +87,19 @@ namespace {
 
 enum class Kind { all_gather, hierarchical_all_gather, reduce_scatter, all_reduce };
 
-// The benchmark's own duplicates of the topology's communicators.
-Communicator duplicate(const Communicator& source, int node) {
+// The benchmark's own duplicates of the topology's groups (its traffic stays out of any training's).
+Group duplicate(const Group& source, int node) {
   MPI_Comm copy = MPI_COMM_NULL;
   MICS_MPI_CHECK(MPI_Comm_dup(source.handle(), &copy));
-  return Communicator(copy, source.kind(), node);
+  return Group(copy, source.kind(), node);
 }
 
 struct Table {
   Kind kind;
   std::string title;
-  Communicator* comm;   // flat collectives
-  Communicator* inter;  // hierarchical
-  Communicator* intra;
+  Group* comm;   // flat collectives
+  Group* inter;  // hierarchical
+  Group* intra;
 };
 
 // Inputs chosen so every expected output is an integer below 2^24, exact in float.
@@ -122,11 +122,11 @@ struct Row {
 
 class Runner {
  public:
-  Runner(const BenchOptions& options, Communicator& world, std::ostream& out)
+  Runner(const BenchOptions& options, Group& world, std::ostream& out)
       : options_(options), world_(world), out_(out) {}
 
   void run_table(const Table& table) {
-    const Communicator& group = table.kind == Kind::hierarchical_all_gather ? *table.intra : *table.comm;
+    const Group& group = table.kind == Kind::hierarchical_all_gather ? *table.intra : *table.comm;
     const int n = table.kind == Kind::hierarchical_all_gather ? table.inter->size() * table.intra->size()
                                                               : group.size();
     const std::string redop = (table.kind == Kind::all_gather || table.kind == Kind::hierarchical_all_gather)
@@ -172,7 +172,7 @@ class Runner {
 
  private:
   Row run_size(const Table& table, int n, std::size_t count) {
-    const Communicator& group = table.kind == Kind::hierarchical_all_gather ? *table.intra : *table.comm;
+    const Group& group = table.kind == Kind::hierarchical_all_gather ? *table.intra : *table.comm;
     // The rank's index in the gathered/scattered layout (partition rank for the hierarchical gather).
     const int me = table.kind == Kind::hierarchical_all_gather
                        ? table.inter->rank() * table.intra->size() + table.intra->rank()
@@ -187,10 +187,11 @@ class Runner {
         out.assign(total, -1.0f);
         for (std::size_t k = 0; k < count; ++k) in[k] = gather_input(me, k);
         if (table.kind == Kind::all_gather) {
-          op = [&] { mpi_.all_gather(in.data(), out.data(), count, DataType::f32, *table.comm); };
+          op = [&] { mpi_.all_gather(in.data(), out.data(), count, DataType::f32, *table.comm).wait(); };
         } else {
           op = [&] {
-            mpi_.hierarchical_all_gather(in.data(), out.data(), count, DataType::f32, *table.inter, *table.intra);
+            mpi_.hierarchical_all_gather(in.data(), out.data(), count, DataType::f32, *table.inter, *table.intra)
+                .wait();
           };
         }
         break;
@@ -198,13 +199,17 @@ class Runner {
         in.resize(total);
         out.assign(count, -1.0f);
         for (std::size_t e = 0; e < total; ++e) in[e] = reduce_input(me, e);
-        op = [&] { mpi_.reduce_scatter(in.data(), out.data(), count, DataType::f32, ReduceOp::sum, *table.comm); };
+        op = [&] {
+          mpi_.reduce_scatter(in.data(), out.data(), count, DataType::f32, ReduceOp::sum, *table.comm).wait();
+        };
         break;
       case Kind::all_reduce:
         in.resize(count);
         out.assign(count, -1.0f);
         for (std::size_t e = 0; e < count; ++e) in[e] = reduce_input(me, e);
-        op = [&] { mpi_.all_reduce(in.data(), out.data(), count, DataType::f32, ReduceOp::sum, *table.comm); };
+        // In place on `out` (as training runs it); checked below on a fresh copy of the inputs.
+        out = in;
+        op = [&] { mpi_.all_reduce(out.data(), count, DataType::f32, ReduceOp::sum, *table.comm).wait(); };
         break;
     }
     for (int i = 0; i < options_.warmup; ++i) op();
@@ -217,6 +222,13 @@ class Runner {
 
     long long wrong = 0;
     if (options_.check) {
+      // One more run on fresh outputs: the timed ones may have reduced in place many times over.
+      if (table.kind == Kind::all_reduce) {
+        out = in;
+      } else {
+        std::fill(out.begin(), out.end(), -1.0f);
+      }
+      op();
       switch (table.kind) {
         case Kind::all_gather:
         case Kind::hierarchical_all_gather:
@@ -247,9 +259,9 @@ class Runner {
   }
 
   const BenchOptions& options_;
-  Communicator& world_;
+  Group& world_;
   std::ostream& out_;
-  MpiCollectives mpi_;
+  MpiTransport mpi_;
   long long wrong_total_ = 0;
   double busbw_total_ = 0;
   int rows_total_ = 0;
@@ -259,21 +271,21 @@ class Runner {
 
 int run_comm_benchmark(const topology::Topology& topology, const BenchOptions& options, std::ostream& out) {
   const int node = topology.placement().node;
-  Communicator world = duplicate(topology.world(), node);
-  Communicator partition = duplicate(topology.partition(), node);
-  Communicator replication = duplicate(topology.replication(), node);
+  Group world = duplicate(topology.world(), node);
+  Group partition = duplicate(topology.partition(), node);
+  Group replication = duplicate(topology.replication(), node);
   const bool spans = topology.shape().spans_nodes();
-  Communicator intra = spans ? duplicate(topology.intra_node(), node) : Communicator();
-  Communicator inter = spans ? duplicate(topology.inter_node(), node) : Communicator();
+  Group intra = spans ? duplicate(topology.intra_node(), node) : Group();
+  Group inter = spans ? duplicate(topology.inter_node(), node) : Group();
 
-  struct Group {
+  struct Named {
     std::string name;
-    Communicator* comm;
+    Group* comm;
   };
-  std::vector<Group> groups;
-  for (Group g : {Group{"world", &world}, Group{"partition groups", &partition},
-                  Group{"replication groups", &replication}, Group{"intra-node groups", &intra},
-                  Group{"inter-node groups", &inter}}) {
+  std::vector<Named> groups;
+  for (Named g : {Named{"world", &world}, Named{"partition groups", &partition},
+                  Named{"replication groups", &replication}, Named{"intra-node groups", &intra},
+                  Named{"inter-node groups", &inter}}) {
     if (g.comm->valid() && g.comm->size() > 1) groups.push_back(g);
   }
 
@@ -296,7 +308,7 @@ int run_comm_benchmark(const topology::Topology& topology, const BenchOptions& o
   } collectives[] = {{Kind::all_gather, "all_gather"}, {Kind::reduce_scatter, "reduce_scatter"},
                      {Kind::all_reduce, "all_reduce"}};
   for (const auto& collective : collectives) {
-    for (const Group& group : groups) {
+    for (const Named& group : groups) {
       const bool flat_and_hierarchical = collective.kind == Kind::all_gather && group.comm == &partition && spans;
       runner.run_table({collective.kind,
                         std::string(collective.name) + " over " + group.name + (flat_and_hierarchical ? " (flat)" : ""),

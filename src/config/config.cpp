@@ -43,6 +43,8 @@ std::string lower(std::string_view text) {
 }
 
 std::string format_number(double value) {
+  // Integral bounds (the int range of integer keys) print exactly; others with 6 significant digits.
+  if (value == std::floor(value) && std::fabs(value) < 1e18) return std::to_string(static_cast<long long>(value));
   std::ostringstream os;
   os << value;
   return os.str();
@@ -84,29 +86,29 @@ std::string check_value(const KeyDef& def, std::string_view value, const std::st
     case Type::Int: {
       std::int64_t parsed = 0;
       const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), parsed);
-      if (ec == std::errc::result_out_of_range) throw Error(stated + " is out of range (too large)");
+      if (ec == std::errc::result_out_of_range) throw InputError(stated + " is out of range (too large)");
       if (ec != std::errc() || end != value.data() + value.size()) {
-        throw Error(stated + " is not an integer" + auto_note);
+        throw InputError(stated + " is not an integer" + auto_note);
       }
-      if (!in_range(def, static_cast<double>(parsed))) throw Error(stated + " is out of range " + range_text(def));
+      if (!in_range(def, static_cast<double>(parsed))) throw InputError(stated + " is out of range " + range_text(def));
       return std::to_string(parsed);
     }
     case Type::Float: {
       double parsed = 0;
       const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), parsed);
-      if (ec == std::errc::result_out_of_range) throw Error(stated + " is out of range (too large)");
+      if (ec == std::errc::result_out_of_range) throw InputError(stated + " is out of range (too large)");
       if (ec != std::errc() || end != value.data() + value.size()) {
-        throw Error(stated + " is not a number" + auto_note);
+        throw InputError(stated + " is not a number" + auto_note);
       }
-      if (!std::isfinite(parsed)) throw Error(stated + " is not a finite number");
-      if (!in_range(def, parsed)) throw Error(stated + " is out of range " + range_text(def));
+      if (!std::isfinite(parsed)) throw InputError(stated + " is not a finite number");
+      if (!in_range(def, parsed)) throw InputError(stated + " is out of range " + range_text(def));
       return std::string(value);
     }
     case Type::Bool: {
       const std::string word = lower(value);
       if (word == "true" || word == "yes" || word == "on" || word == "1") return "true";
       if (word == "false" || word == "no" || word == "off" || word == "0") return "false";
-      throw Error(stated + " is not a boolean (true/false, yes/no, on/off, 1/0)");
+      throw InputError(stated + " is not a boolean (true/false, yes/no, on/off, 1/0)");
     }
     case Type::Choice: {
       for (const auto& choice : def.choices) {
@@ -114,12 +116,12 @@ std::string check_value(const KeyDef& def, std::string_view value, const std::st
       }
       std::string list;
       for (const auto& choice : def.choices) list += (list.empty() ? "" : "|") + choice;
-      throw Error(stated + " is not one of " + list);
+      throw InputError(stated + " is not one of " + list);
     }
     case Type::String:
       return std::string(value);
   }
-  throw Error(stated + " has an unknown type");
+  throw InputError(stated + " has an unknown type");
 }
 
 [[noreturn]] void misuse(std::string_view key, const std::string& what) {
@@ -179,11 +181,11 @@ Config Config::parse(std::string_view deck_text, std::string_view deck_path,
 
     if (text.front() == '[') {
       if (text.back() != ']') {
-        throw Error(where + "not a [section], key = value, comment or blank line: '" + shown + "'");
+        throw InputError(where + "not a [section], key = value, comment or blank line: '" + shown + "'");
       }
       const std::string name(trim(text.substr(1, text.size() - 2)));
       if (std::find(known_sections.begin(), known_sections.end(), name) == known_sections.end()) {
-        throw Error(where + "unknown section '[" + name + "]' (did you mean '[" + closest_section(name) +
+        throw InputError(where + "unknown section '[" + name + "]' (did you mean '[" + closest_section(name) +
                     "]'?)");
       }
       section = name;
@@ -192,23 +194,23 @@ Config Config::parse(std::string_view deck_text, std::string_view deck_path,
 
     const std::size_t equals = text.find('=');
     if (equals == std::string_view::npos || trim(text.substr(0, equals)).empty()) {
-      throw Error(where + "not a [section], key = value, comment or blank line: '" + shown + "'");
+      throw InputError(where + "not a [section], key = value, comment or blank line: '" + shown + "'");
     }
     const std::string key(trim(text.substr(0, equals)));
     const std::string_view value = trim(text.substr(equals + 1));
     if (section.empty()) {
-      throw Error(where + "key '" + key + "' comes before any [section] header");
+      throw InputError(where + "key '" + key + "' comes before any [section] header");
     }
     const std::string full_name = section + "." + key;
     const KeyDef* def = find_key(full_name);
     if (def == nullptr) {
-      throw Error(where + "unknown key '" + full_name + "' (did you mean '" + closest_key(full_name) + "'?)");
+      throw InputError(where + "unknown key '" + full_name + "' (did you mean '" + closest_key(full_name) + "'?)");
     }
     if (const auto previous = line_of_key.find(full_name); previous != line_of_key.end()) {
-      throw Error(where + "duplicate key '" + full_name + "' (already set on line " +
+      throw InputError(where + "duplicate key '" + full_name + "' (already set on line " +
                   std::to_string(previous->second) + ")");
     }
-    if (value.empty()) throw Error(where + full_name + " has no value");
+    if (value.empty()) throw InputError(where + full_name + " has no value");
     line_of_key[full_name] = line_number;
     config.values_[full_name] = check_value(*def, value, where);
     config.explicitly_set_[full_name] = true;
@@ -219,18 +221,18 @@ Config Config::parse(std::string_view deck_text, std::string_view deck_path,
   for (const auto& override_text : overrides) {
     const std::size_t equals = override_text.find('=');
     if (equals == std::string::npos) {
-      throw Error(where + "option '--" + override_text + "' needs a value (--section.key=value)");
+      throw InputError(where + "option '--" + override_text + "' needs a value (--section.key=value)");
     }
     const std::string key(trim(std::string_view(override_text).substr(0, equals)));
     const std::string_view value = trim(std::string_view(override_text).substr(equals + 1));
     const KeyDef* def = find_key(key);
     if (def == nullptr) {
-      throw Error(where + "unknown option '--" + key + "' (did you mean '--" + closest_key(key) + "'?)");
+      throw InputError(where + "unknown option '--" + key + "' (did you mean '--" + closest_key(key) + "'?)");
     }
-    if (value.empty()) throw Error(where + "option '--" + key + "' has no value");
+    if (value.empty()) throw InputError(where + "option '--" + key + "' has no value");
     // The effective configuration travels as a deck, so a value must be one a deck can hold.
     if (value.find('\n') != std::string_view::npos || strip_comment(value).size() != value.size()) {
-      throw Error(where + "option '--" + key + "': a value cannot contain a newline or ' #'");
+      throw InputError(where + "option '--" + key + "': a value cannot contain a newline or ' #'");
     }
     config.values_[key] = check_value(*def, value, where);
     config.explicitly_set_[key] = true;

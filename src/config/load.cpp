@@ -24,13 +24,13 @@ constexpr std::int64_t kStatusError = 1;
 
 std::string read_deck_file(const std::string& path) {
   std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) throw Error("input deck '" + path + "' does not exist");
-  if (std::filesystem::is_directory(path, ec)) throw Error("input deck '" + path + "' is a directory");
+  if (!std::filesystem::exists(path, ec)) throw InputError("input deck '" + path + "' does not exist");
+  if (std::filesystem::is_directory(path, ec)) throw InputError("input deck '" + path + "' is a directory");
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error("cannot read input deck '" + path + "'");
+  if (!in) throw InputError("cannot read input deck '" + path + "'");
   std::ostringstream text;
   text << in.rdbuf();
-  if (in.bad()) throw Error("cannot read input deck '" + path + "'");
+  if (in.bad()) throw InputError("cannot read input deck '" + path + "'");
   return text.str();
 }
 
@@ -75,7 +75,7 @@ std::variant<Config, std::string> try_load(MPI_Comm comm, const std::optional<st
 Config load(MPI_Comm comm, const std::optional<std::string>& deck_path,
             const std::vector<std::string>& overrides) {
   auto outcome = try_load(comm, deck_path, overrides);
-  if (auto* message = std::get_if<std::string>(&outcome)) fatal_all(*message);
+  if (auto* message = std::get_if<std::string>(&outcome)) throw InputError(*message, ErrorScope::all_ranks);
   return std::get<Config>(std::move(outcome));
 }
 

@@ -22,10 +22,12 @@ KeyDef make_key(std::string name, Type type, std::string default_value, std::str
   return def;
 }
 
+// Integer keys hold an int: the upper bound keeps every value exact once read (no narrowing).
 KeyDef int_key(std::string name, std::string default_value, double min, std::string help,
                bool allow_auto = false) {
   KeyDef def = make_key(std::move(name), Type::Int, std::move(default_value), std::move(help));
   def.min = min;
+  def.max = std::numeric_limits<int>::max();
   def.allow_auto = allow_auto;
   return def;
 }
@@ -60,7 +62,11 @@ std::vector<KeyDef> build_schema() {
       // [run]
       string_key("run.name", "mics", "name of this run; metrics go to <run.dir>/<run.name>"),
       string_key("run.dir", "runs", "root directory of run directories (each holds its metrics.jsonl)"),
-      int_key("run.seed", "1337", 0, "seed for initialization and data order"),
+      [] {  // a seed is any 64-bit value, not an int
+        KeyDef seed = int_key("run.seed", "1337", 0, "seed for initialization and data order");
+        seed.max = 9.2e18;
+        return seed;
+      }(),
       // [log]
       choice_key("log.level", "info", {"trace", "debug", "info", "warning", "error"},
                  "least severe message printed"),
@@ -118,6 +124,9 @@ std::vector<KeyDef> build_schema() {
       choice_key("backend.matmul", "auto", {"auto", "bf16", "fp32"},
                  "GEMM arithmetic: bf16 = tensor cores with fp32 accumulation (cuda only), fp32 = exact fp32; "
                  "auto = bf16 on cuda, fp32 on cpu"),
+      choice_key("backend.collectives", "auto", {"auto", "nccl", "staged"},
+                 "collectives on GPU memory (cuda only): nccl, staged = MPI through pinned host buffers (ranks "
+                 "sharing a GPU); auto = nccl unless ranks share a GPU"),
       // [checkpoint]
       string_key("checkpoint.dir", "checkpoints", "directory of checkpoints"),
       int_key("checkpoint.every_steps", "0", 0, "save every N steps; 0 = off"),

@@ -64,10 +64,10 @@ ParsedArgs parse_args(const std::vector<std::string>& args, std::string_view com
       } else if (i + 1 < args.size()) {
         value = args[++i];
       } else {
-        throw Error("mics data " + std::string(command) + ": option --" + name + " needs a value");
+        throw InputError("mics data " + std::string(command) + ": option --" + name + " needs a value");
       }
       if (!known.contains(name))
-        throw Error("mics data " + std::string(command) + ": unknown option --" + name + " (see mics data --help)");
+        throw InputError("mics data " + std::string(command) + ": unknown option --" + name + " (see mics data --help)");
       parsed.options[name] = value;
     } else {
       parsed.positional.push_back(arg);
@@ -84,11 +84,11 @@ Number option_or(const ParsedArgs& parsed, std::string_view name, Number fallbac
   Number value{};
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (ec != std::errc() || end != text.data() + text.size())
-    throw Error("option --" + std::string(name) + ": '" + text + "' is not a number");
+    throw InputError("option --" + std::string(name) + ": '" + text + "' is not a number");
   if (value < min || value > max) {
     std::ostringstream message;
     message << "option --" << name << ": " << text << " is outside [" << min << ", " << max << "]";
-    throw Error(message.str());
+    throw InputError(message.str());
   }
   return value;
 }
@@ -97,7 +97,7 @@ Number option_or(const ParsedArgs& parsed, std::string_view name, Number fallbac
 void prepare_output_dir(const fs::path& dir, bool force) {
   std::error_code ec;
   fs::create_directories(dir, ec);
-  if (ec) throw Error("output directory " + dir.string() + ": cannot create: " + ec.message());
+  if (ec) throw InputError("output directory " + dir.string() + ": cannot create: " + ec.message());
   std::vector<fs::path> existing;
   for (const auto& entry : fs::directory_iterator(dir)) {
     const std::string name = entry.path().filename().string();
@@ -106,7 +106,7 @@ void prepare_output_dir(const fs::path& dir, bool force) {
   }
   if (existing.empty()) return;
   if (!force)
-    throw Error("output directory " + dir.string() + " already holds token shards (" +
+    throw InputError("output directory " + dir.string() + " already holds token shards (" +
                 existing.front().filename().string() + "); pass --force to replace them");
   for (const fs::path& path : existing) fs::remove(path);
 }
@@ -116,10 +116,10 @@ void write_splits(const fs::path& dir, const std::vector<std::uint32_t>& tokens,
                   std::size_t shard_tokens, std::ostream& out) {
   const auto val_tokens = static_cast<std::size_t>(std::llround(val_fraction * static_cast<double>(tokens.size())));
   if (val_fraction > 0.0 && val_tokens == 0)
-    throw Error("output directory " + dir.string() + ": " + std::to_string(tokens.size()) +
+    throw InputError("output directory " + dir.string() + ": " + std::to_string(tokens.size()) +
                 " tokens leave none for a validation fraction of " + std::to_string(val_fraction));
   const std::size_t train_tokens = tokens.size() - val_tokens;
-  if (train_tokens == 0) throw Error("output directory " + dir.string() + ": no tokens left for training");
+  if (train_tokens == 0) throw InputError("output directory " + dir.string() + ": no tokens left for training");
   const std::span<const std::uint32_t> all(tokens);
   const auto train = write_token_shards((dir / "train").string(), all.first(train_tokens), shard_tokens);
   out << "wrote " << train_tokens << " train tokens to " << (dir / "train_*.bin").string() << " (" << train.size()
@@ -134,7 +134,7 @@ void write_splits(const fs::path& dir, const std::vector<std::uint32_t>& tokens,
 int prepare_command(const std::vector<std::string>& args, std::ostream& out) {
   const ParsedArgs parsed = parse_args(args, "prepare", {"val-fraction", "shard-tokens"});
   if (parsed.positional.size() != 2)
-    throw Error("mics data prepare: expected TEXT OUTDIR, got " + std::to_string(parsed.positional.size()) +
+    throw InputError("mics data prepare: expected TEXT OUTDIR, got " + std::to_string(parsed.positional.size()) +
                 " arguments (see mics data --help)");
   const std::string& text_path = parsed.positional[0];
   const fs::path dir = parsed.positional[1];
@@ -142,10 +142,10 @@ int prepare_command(const std::vector<std::string>& args, std::ostream& out) {
   const auto shard_tokens = option_or<std::size_t>(parsed, "shard-tokens", 100000000, 1, INT32_MAX);
 
   std::ifstream in(text_path, std::ios::binary);
-  if (!in) throw Error("text file " + text_path + ": cannot open");
+  if (!in) throw InputError("text file " + text_path + ": cannot open");
   const std::vector<char> bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-  if (in.bad()) throw Error("text file " + text_path + ": read failed");
-  if (bytes.empty()) throw Error("text file " + text_path + ": empty");
+  if (in.bad()) throw InputError("text file " + text_path + ": read failed");
+  if (bytes.empty()) throw InputError("text file " + text_path + ": empty");
   std::vector<std::uint32_t> tokens(bytes.size());
   for (std::size_t i = 0; i < bytes.size(); ++i) tokens[i] = static_cast<unsigned char>(bytes[i]);
 
@@ -159,7 +159,7 @@ int synth_command(const std::vector<std::string>& args, std::ostream& out) {
   const ParsedArgs parsed =
       parse_args(args, "synth", {"tokens", "vocab", "branching", "seed", "val-fraction", "shard-tokens"});
   if (parsed.positional.size() != 1)
-    throw Error("mics data synth: expected OUTDIR, got " + std::to_string(parsed.positional.size()) +
+    throw InputError("mics data synth: expected OUTDIR, got " + std::to_string(parsed.positional.size()) +
                 " arguments (see mics data --help)");
   const fs::path dir = parsed.positional[0];
   const auto tokens = option_or<std::size_t>(parsed, "tokens", 1000000, 2, std::size_t{1} << 36);
@@ -195,7 +195,7 @@ int data_command(const std::vector<std::string>& args, std::ostream& out) {
   }
   if (command == "prepare") return prepare_command(args, out);
   if (command == "synth") return synth_command(args, out);
-  throw Error("mics data: unknown command '" + command + "' (expected prepare or synth; see mics data --help)");
+  throw InputError("mics data: unknown command '" + command + "' (expected prepare or synth; see mics data --help)");
 }
 
 }  // namespace mics::data

@@ -34,9 +34,9 @@ class SplitMixStream {
 
 MarkovChain::MarkovChain(std::uint32_t vocab, std::uint32_t branching, std::uint64_t seed)
     : vocab_(vocab), branching_(branching) {
-  if (vocab < 1) throw Error("markov chain: vocab must be >= 1");
+  if (vocab < 1) throw InputError("markov chain: vocab must be >= 1");
   if (branching < 1 || branching > vocab)
-    throw Error("markov chain: branching must be in [1, vocab = " + std::to_string(vocab) + "], got " +
+    throw InputError("markov chain: branching must be in [1, vocab = " + std::to_string(vocab) + "], got " +
                 std::to_string(branching));
   SplitMixStream rng(seed);
   next_.resize(static_cast<std::size_t>(vocab) * branching);

@@ -10,18 +10,18 @@ namespace mics::data {
 
 BatchSampler::BatchSampler(const TokenDataset& dataset, int seq_len, std::uint64_t seed)
     : dataset_(&dataset), seq_len_(seq_len), seed_(seed) {
-  if (seq_len < 1) throw Error("batch sampler: sequence length must be >= 1, got " + std::to_string(seq_len));
+  if (seq_len < 1) throw InputError("batch sampler: sequence length must be >= 1, got " + std::to_string(seq_len));
   const auto needed = static_cast<std::size_t>(seq_len) + 1;
   starts_.reserve(dataset.shards().size() + 1);
   starts_.push_back(0);
   for (const TokenShard& shard : dataset.shards()) {
     if (shard.size() < needed) {
-      throw Error("token shard " + shard.path() + ": too small: " + std::to_string(shard.size()) +
+      throw InputError("token shard " + shard.path() + ": too small: " + std::to_string(shard.size()) +
                   " tokens, but one sequence needs seq_len + 1 = " + std::to_string(needed));
     }
     starts_.push_back(starts_.back() + (shard.size() - needed + 1));
   }
-  if (starts_.size() < 2) throw Error("batch sampler: no shards in " + dataset.pattern());
+  if (starts_.size() < 2) throw InputError("batch sampler: no shards in " + dataset.pattern());
 }
 
 void BatchSampler::read_at(std::uint64_t position, std::int32_t* inputs, std::int32_t* targets) const {
@@ -45,7 +45,7 @@ void BatchSampler::sequence(std::uint64_t step, std::uint64_t index_in_global_ba
 void BatchSampler::val_sequence(std::uint64_t j, std::uint64_t count, std::int32_t* inputs,
                                 std::int32_t* targets) const {
   if (count == 0 || j >= count)
-    throw Error("batch sampler: validation sequence " + std::to_string(j) + " of " + std::to_string(count));
+    throw InputError("batch sampler: validation sequence " + std::to_string(j) + " of " + std::to_string(count));
   const auto position =
       static_cast<std::uint64_t>(static_cast<unsigned __int128>(j) * num_start_positions() / count);
   read_at(position, inputs, targets);

@@ -38,19 +38,19 @@ struct FdCloser {
 
 TokenShard::TokenShard(const std::string& path) : path_(path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw Error("token shard " + path + ": cannot open: " + errno_text());
+  if (fd < 0) throw InputError("token shard " + path + ": cannot open: " + errno_text());
   FdCloser closer{fd};
   struct stat st {};
-  if (::fstat(fd, &st) != 0) throw Error("token shard " + path + ": cannot stat: " + errno_text());
+  if (::fstat(fd, &st) != 0) throw InputError("token shard " + path + ": cannot stat: " + errno_text());
   const auto file_bytes = static_cast<std::size_t>(st.st_size);
   if (file_bytes < kShardHeaderBytes) {
-    throw Error("token shard " + path + ": truncated: " + std::to_string(file_bytes) +
+    throw InputError("token shard " + path + ": truncated: " + std::to_string(file_bytes) +
                 " bytes is shorter than the 1024-byte header");
   }
   map_ = ::mmap(nullptr, file_bytes, PROT_READ, MAP_PRIVATE, fd, 0);
   if (map_ == MAP_FAILED) {
     map_ = nullptr;
-    throw Error("token shard " + path + ": cannot mmap: " + errno_text());
+    throw InputError("token shard " + path + ": cannot mmap: " + errno_text());
   }
   map_bytes_ = file_bytes;
   try {
@@ -60,25 +60,25 @@ TokenShard::TokenShard(const std::string& path) : path_(path) {
     std::size_t token_bytes = 0;
     if (magic == kShardMagicU16) {
       if (version != kShardVersionU16)
-        throw Error("token shard " + path + ": bad version " + std::to_string(version) + " (magic " +
+        throw InputError("token shard " + path + ": bad version " + std::to_string(version) + " (magic " +
                     std::to_string(magic) + " needs version 1)");
       width_ = TokenWidth::U16;
       token_bytes = 2;
     } else if (magic == kShardMagicU32) {
       if (version != kShardVersionU32)
-        throw Error("token shard " + path + ": bad version " + std::to_string(version) + " (magic " +
+        throw InputError("token shard " + path + ": bad version " + std::to_string(version) + " (magic " +
                     std::to_string(magic) + " needs version 7)");
       width_ = TokenWidth::U32;
       token_bytes = 4;
     } else {
-      throw Error("token shard " + path + ": bad magic " + std::to_string(magic) + " (expected " +
+      throw InputError("token shard " + path + ": bad magic " + std::to_string(magic) + " (expected " +
                   std::to_string(kShardMagicU16) + " or " + std::to_string(kShardMagicU32) + ")");
     }
-    if (count < 0) throw Error("token shard " + path + ": negative token count " + std::to_string(count));
+    if (count < 0) throw InputError("token shard " + path + ": negative token count " + std::to_string(count));
     num_tokens_ = static_cast<std::size_t>(count);
     const std::size_t expected = kShardHeaderBytes + token_bytes * num_tokens_;
     if (file_bytes != expected) {
-      throw Error("token shard " + path + ": size mismatch: header says " + std::to_string(num_tokens_) +
+      throw InputError("token shard " + path + ": size mismatch: header says " + std::to_string(num_tokens_) +
                   " tokens (" + std::to_string(expected) + " bytes) but the file has " +
                   std::to_string(file_bytes) + " bytes" + (file_bytes < expected ? " (truncated)" : ""));
     }
@@ -150,7 +150,7 @@ void TokenShard::check_vocab(std::uint32_t vocab) const {
   for (std::size_t i = 0; i < num_tokens_; ++i) {
     const std::uint32_t t = token(i);
     if (t >= vocab) {
-      throw Error("token shard " + path_ + ": token " + std::to_string(t) + " at position " + std::to_string(i) +
+      throw InputError("token shard " + path_ + ": token " + std::to_string(t) + " at position " + std::to_string(i) +
                   " is outside the model vocabulary of " + std::to_string(vocab));
     }
   }
@@ -160,8 +160,8 @@ std::vector<std::string> match_shards(const std::string& pattern) {
   glob_t matches{};
   const int rc = ::glob(pattern.c_str(), 0, nullptr, &matches);
   std::unique_ptr<glob_t, void (*)(glob_t*)> owner(&matches, ::globfree);
-  if (rc == GLOB_NOMATCH) throw Error("token shards: no files match the pattern " + pattern);
-  if (rc != 0) throw Error("token shards: cannot expand the pattern " + pattern);
+  if (rc == GLOB_NOMATCH) throw InputError("token shards: no files match the pattern " + pattern);
+  if (rc != 0) throw InputError("token shards: cannot expand the pattern " + pattern);
   std::vector<std::string> paths(matches.gl_pathv, matches.gl_pathv + matches.gl_pathc);
   std::sort(paths.begin(), paths.end());  // glob sorts by locale; the order must not depend on it
   return paths;
@@ -183,7 +183,7 @@ void TokenDataset::check_vocab(std::uint32_t vocab) const {
 
 void write_token_shard(const std::string& path, std::span<const std::uint32_t> tokens, TokenWidth width) {
   if (tokens.size() > static_cast<std::size_t>(INT32_MAX))
-    throw Error("token shard " + path + ": " + std::to_string(tokens.size()) + " tokens do not fit one shard");
+    throw InputError("token shard " + path + ": " + std::to_string(tokens.size()) + " tokens do not fit one shard");
   std::array<std::int32_t, kShardHeaderInts> header{};
   header[0] = width == TokenWidth::U16 ? kShardMagicU16 : kShardMagicU32;
   header[1] = width == TokenWidth::U16 ? kShardVersionU16 : kShardVersionU32;
@@ -197,7 +197,7 @@ void write_token_shard(const std::string& path, std::span<const std::uint32_t> t
     narrow.resize(tokens.size());
     for (std::size_t i = 0; i < tokens.size(); ++i) {
       if (tokens[i] > 0xFFFFu)
-        throw Error("token shard " + path + ": token " + std::to_string(tokens[i]) + " at position " +
+        throw InputError("token shard " + path + ": token " + std::to_string(tokens[i]) + " at position " +
                     std::to_string(i) + " does not fit 16 bits");
       narrow[i] = static_cast<std::uint16_t>(tokens[i]);
     }
@@ -206,16 +206,16 @@ void write_token_shard(const std::string& path, std::span<const std::uint32_t> t
   }
 
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) throw Error("token shard " + path + ": cannot open for writing");
+  if (!out) throw InputError("token shard " + path + ": cannot open for writing");
   out.write(reinterpret_cast<const char*>(header.data()), kShardHeaderBytes);
   out.write(body, static_cast<std::streamsize>(body_bytes));
   out.close();
-  if (!out) throw Error("token shard " + path + ": write failed");
+  if (!out) throw InputError("token shard " + path + ": write failed");
 }
 
 std::vector<std::string> write_token_shards(const std::string& prefix, std::span<const std::uint32_t> tokens,
                                             std::size_t shard_tokens) {
-  if (shard_tokens == 0) throw Error("token shards " + prefix + ": shard size must be at least one token");
+  if (shard_tokens == 0) throw InputError("token shards " + prefix + ": shard size must be at least one token");
   const bool fits_u16 = std::all_of(tokens.begin(), tokens.end(), [](std::uint32_t t) { return t <= 0xFFFFu; });
   const TokenWidth width = fits_u16 ? TokenWidth::U16 : TokenWidth::U32;
   std::vector<std::string> paths;

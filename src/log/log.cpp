@@ -94,7 +94,7 @@ Severity parse_severity(std::string_view text) {
   for (Severity s : {Severity::trace, Severity::debug, Severity::info, Severity::warning, Severity::error,
                      Severity::fatal})
     if (text == to_string(s)) return s;
-  throw Error("unknown log level '" + std::string(text) +
+  throw InputError("unknown log level '" + std::string(text) +
               "' (expected trace, debug, info, warning, error or fatal)");
 }
 
@@ -126,7 +126,7 @@ void configure(const Options& options) {
     else
       path += "." + rank_text;
     auto stream = boost::make_shared<std::ofstream>(path, std::ios::app);
-    if (!*stream) throw Error("log.file: cannot open '" + path + "' for writing");
+    if (!*stream) throw InputError("log.file: cannot open '" + path + "' for writing");
     s.file = make_sink(stream);
     logging::core::get()->add_sink(s.file);
   }

@@ -57,9 +57,9 @@ struct Gpt::Activations {
 
 Gpt::Gpt(const GptShape& shape, backends::Backend& backend, int micro_batch, int seq_len)
     : layout_(shape), backend_(backend), B_(micro_batch), T_(seq_len) {
-  if (B_ <= 0) throw Error("micro_batch = " + std::to_string(B_) + " must be positive");
+  if (B_ <= 0) throw InputError("micro_batch = " + std::to_string(B_) + " must be positive");
   if (T_ <= 0 || T_ > shape.max_seq_len) {
-    throw Error("seq_len = " + std::to_string(T_) + " must be in [1, max_seq_len = " +
+    throw InputError("seq_len = " + std::to_string(T_) + " must be in [1, max_seq_len = " +
                 std::to_string(shape.max_seq_len) + "]");
   }
   const std::size_t N = static_cast<std::size_t>(B_) * T_;
@@ -104,8 +104,7 @@ Gpt::Gpt(const GptShape& shape, backends::Backend& backend, int micro_batch, int
 
 Gpt::~Gpt() = default;
 
-std::vector<Stage> Gpt::forward_stages() const {
-  const int L = layout_.shape().layers;
+std::vector<Stage> forward_stages(int L) {
   std::vector<Stage> stages;
   stages.push_back(Stage{Stage::Kind::Embed, 0});
   for (int l = 0; l < L; l++) stages.push_back(Stage{Stage::Kind::Block, l + 1, l});
@@ -114,8 +113,7 @@ std::vector<Stage> Gpt::forward_stages() const {
   return stages;
 }
 
-std::vector<Stage> Gpt::backward_stages() const {
-  const int L = layout_.shape().layers;
+std::vector<Stage> backward_stages(int L) {
   std::vector<Stage> stages;
   stages.push_back(Stage{Stage::Kind::Head, 0});
   stages.push_back(Stage{Stage::Kind::FinalNorm, L + 1});
@@ -129,11 +127,11 @@ void Gpt::set_batch(const std::int32_t* inputs, const std::int32_t* targets) {
   const int V = layout_.shape().vocab;
   for (std::size_t i = 0; i < N; i++) {
     if (inputs[i] < 0 || inputs[i] >= V) {
-      throw Error("input token " + std::to_string(inputs[i]) + " at position " + std::to_string(i) +
+      throw InputError("input token " + std::to_string(inputs[i]) + " at position " + std::to_string(i) +
                   " is outside the vocabulary [0, " + std::to_string(V) + ")");
     }
     if (targets[i] < 0 || targets[i] >= V) {
-      throw Error("target token " + std::to_string(targets[i]) + " at position " + std::to_string(i) +
+      throw InputError("target token " + std::to_string(targets[i]) + " at position " + std::to_string(i) +
                   " is outside the vocabulary [0, " + std::to_string(V) + ")");
     }
   }
@@ -201,7 +199,7 @@ void Gpt::forward_block(int layer, const float* p) {
 }
 
 float Gpt::loss() const {
-  if (!have_loss_) throw Error("Gpt::loss() called before the Head stage's forward of this batch");
+  if (!have_loss_) throw InputError("Gpt::loss() called before the Head stage's forward of this batch");
   if (!loss_read_) {
     const std::size_t N = static_cast<std::size_t>(B_) * T_;
     std::vector<float> host(N);
@@ -288,13 +286,14 @@ float forward_backward(Gpt& gpt, std::span<const float* const> unit_params, std:
                        float grad_scale) {
   const std::size_t units = gpt.layout().units().size();
   if (unit_params.size() != units || (!unit_grads.empty() && unit_grads.size() != units)) {
-    throw Error("forward_backward: expected " + std::to_string(units) + " unit buffers, got " +
+    throw InputError("forward_backward: expected " + std::to_string(units) + " unit buffers, got " +
                 std::to_string(unit_params.size()) + " parameter and " + std::to_string(unit_grads.size()) +
                 " gradient buffers");
   }
-  for (const Stage& stage : gpt.forward_stages()) gpt.forward(stage, unit_params[static_cast<std::size_t>(stage.unit)]);
+  const int L = gpt.layout().shape().layers;
+  for (const Stage& stage : forward_stages(L)) gpt.forward(stage, unit_params[static_cast<std::size_t>(stage.unit)]);
   if (!unit_grads.empty()) {
-    for (const Stage& stage : gpt.backward_stages()) {
+    for (const Stage& stage : backward_stages(L)) {
       const auto u = static_cast<std::size_t>(stage.unit);
       gpt.backward(stage, unit_params[u], unit_grads[u], grad_scale);
     }

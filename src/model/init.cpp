@@ -36,7 +36,7 @@ void Gpt::init_unit(int unit, float* unit_params, std::uint64_t seed) const {
 void Gpt::init_unit_range(int unit, float* out, std::uint64_t seed, std::size_t begin, std::size_t end) const {
   const auto& units = layout_.units();
   if (unit < 0 || unit >= static_cast<int>(units.size())) {
-    throw Error("init_unit: unit " + std::to_string(unit) + " out of range [0, " + std::to_string(units.size()) + ")");
+    throw InputError("init_unit: unit " + std::to_string(unit) + " out of range [0, " + std::to_string(units.size()) + ")");
   }
   const GptShape& shape = layout_.shape();
   const float std_dev = 0.02f;

@@ -49,37 +49,37 @@ GptShape shape_of(const Header& h) {
 // Reads and checks the header: magic, version, positive sizes and the file size they imply.
 Header read_checked_header(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error("model file " + path + ": cannot open");
+  if (!in) throw InputError("model file " + path + ": cannot open");
   Header h{};
   in.read(reinterpret_cast<char*>(h.data()), kHeaderBytes);
   if (static_cast<std::size_t>(in.gcount()) != kHeaderBytes)
-    throw Error("model file " + path + ": truncated: shorter than the 1024-byte header");
+    throw InputError("model file " + path + ": truncated: shorter than the 1024-byte header");
   if (h[0] != kLlmcModelMagic)
-    throw Error("model file " + path + ": bad magic " + std::to_string(h[0]) + " (expected " +
+    throw InputError("model file " + path + ": bad magic " + std::to_string(h[0]) + " (expected " +
                 std::to_string(kLlmcModelMagic) + ", an llm.c GPT-2 model file)");
   if (h[1] != kLlmcVersionFp32 && h[1] != kLlmcVersionBf16)
-    throw Error("model file " + path + ": unsupported version " + std::to_string(h[1]) +
+    throw InputError("model file " + path + ": unsupported version " + std::to_string(h[1]) +
                 " (supported: 3 = fp32, 5 = bf16)");
   const GptShape s = shape_of(h);
   try {
     validate_shape(s);
   } catch (const Error& e) {
-    throw Error("model file " + path + ": bad header: " + e.what());
+    throw InputError("model file " + path + ": bad header: " + e.what());
   }
   const std::size_t expected = kHeaderBytes + parameter_count(s) * element_bytes(h[1]);
   const auto actual = static_cast<std::size_t>(std::filesystem::file_size(path));
   if (actual < expected)
-    throw Error("model file " + path + ": truncated: the header's shape needs " + std::to_string(expected) +
+    throw InputError("model file " + path + ": truncated: the header's shape needs " + std::to_string(expected) +
                 " bytes but the file has " + std::to_string(actual));
   if (actual > expected)
-    throw Error("model file " + path + ": size mismatch: the header's shape needs " + std::to_string(expected) +
+    throw InputError("model file " + path + ": size mismatch: the header's shape needs " + std::to_string(expected) +
                 " bytes but the file has " + std::to_string(actual));
   return h;
 }
 
 void check_same_shape(const std::string& path, const GptShape& file, const GptShape& model) {
   if (const auto d = first_difference(file, model))
-    throw Error("model file " + path + ": shape mismatch: " + d->field + " is " + std::to_string(d->found) +
+    throw InputError("model file " + path + ": shape mismatch: " + d->field + " is " + std::to_string(d->found) +
                 " in the file but " + std::to_string(d->expected) + " in the model");
 }
 
@@ -109,7 +109,7 @@ void load_llmc_weights(const std::string& path, const ParamLayout& layout,
   const int version = header[1];
 
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error("model file " + path + ": cannot open");
+  if (!in) throw InputError("model file " + path + ": cannot open");
   in.seekg(static_cast<std::streamoff>(kHeaderBytes));
   std::vector<bf16> staging;
   if (version == kLlmcVersionBf16) staging.resize(kChunkElements);
@@ -125,7 +125,7 @@ void load_llmc_weights(const std::string& path, const ParamLayout& layout,
         for (std::size_t i = 0; i < n; ++i) dst[done + i] = staging[i].to_float();
       }
     }
-    if (!in) throw Error("model file " + path + ": truncated while reading " + t.name);
+    if (!in) throw InputError("model file " + path + ": truncated while reading " + t.name);
   });
 }
 
@@ -145,14 +145,14 @@ std::array<std::int32_t, 256> llmc_header(const GptShape& s, int version) {
 void save_llmc_weights(const std::string& path, const ParamLayout& layout,
                        const std::function<const float*(int unit)>& unit_buffer, int version) {
   if (version != kLlmcVersionFp32 && version != kLlmcVersionBf16)
-    throw Error("model file " + path + ": cannot write version " + std::to_string(version) +
+    throw InputError("model file " + path + ": cannot write version " + std::to_string(version) +
                 " (supported: 3 = fp32, 5 = bf16)");
   const Header header = llmc_header(layout.shape(), version);
 
   const std::string temp_path = path + ".tmp";
   {
     std::ofstream out(temp_path, std::ios::binary | std::ios::trunc);
-    if (!out) throw Error("model file " + temp_path + ": cannot open for writing");
+    if (!out) throw InputError("model file " + temp_path + ": cannot open for writing");
     out.write(reinterpret_cast<const char*>(header.data()), kHeaderBytes);
     std::vector<bf16> staging;
     if (version == kLlmcVersionBf16) staging.resize(kChunkElements);
@@ -172,12 +172,12 @@ void save_llmc_weights(const std::string& path, const ParamLayout& layout,
     if (!out) {
       std::error_code ignored;
       std::filesystem::remove(temp_path, ignored);
-      throw Error("model file " + temp_path + ": write failed");
+      throw InputError("model file " + temp_path + ": write failed");
     }
   }
   std::error_code ec;
   std::filesystem::rename(temp_path, path, ec);
-  if (ec) throw Error("model file " + path + ": cannot rename " + temp_path + " into place: " + ec.message());
+  if (ec) throw InputError("model file " + path + ": cannot rename " + temp_path + " into place: " + ec.message());
 }
 
 }  // namespace mics::model

@@ -51,7 +51,7 @@ const TensorInfo& ParamLayout::tensor(const std::string& name) const {
   for (const TensorInfo& t : tensors_) {
     if (t.name == name) return t;
   }
-  throw Error("no parameter tensor named '" + name + "' in this model");
+  throw InputError("no parameter tensor named '" + name + "' in this model");
 }
 
 std::size_t ParamLayout::total_numel() const {

@@ -43,12 +43,12 @@ GptShape preset_shape(std::string_view name) {
   }
   std::string known;
   for (const Preset& p : kPresets) known += (known.empty() ? "" : ", ") + std::string(p.name);
-  throw Error("unknown model '" + std::string(name) + "' (presets: " + known + ")");
+  throw InputError("unknown model '" + std::string(name) + "' (presets: " + known + ")");
 }
 
 void validate_shape(const GptShape& s) {
   auto positive = [](const char* what, int value) {
-    if (value <= 0) throw Error(std::string("model ") + what + " = " + std::to_string(value) + " must be positive");
+    if (value <= 0) throw InputError(std::string("model ") + what + " = " + std::to_string(value) + " must be positive");
   };
   positive("layers", s.layers);
   positive("heads", s.heads);
@@ -56,11 +56,11 @@ void validate_shape(const GptShape& s) {
   positive("vocab", s.vocab);
   positive("max_seq_len", s.max_seq_len);
   if (s.channels % s.heads != 0) {
-    throw Error("model channels = " + std::to_string(s.channels) + " is not divisible by heads = " +
+    throw InputError("model channels = " + std::to_string(s.channels) + " is not divisible by heads = " +
                 std::to_string(s.heads));
   }
   if (s.padded_vocab < s.vocab) {
-    throw Error("model padded_vocab = " + std::to_string(s.padded_vocab) + " is smaller than vocab = " +
+    throw InputError("model padded_vocab = " + std::to_string(s.padded_vocab) + " is smaller than vocab = " +
                 std::to_string(s.vocab));
   }
 }
@@ -77,6 +77,26 @@ std::optional<ShapeDifference> first_difference(const GptShape& found, const Gpt
   for (const ShapeDifference& d : fields)
     if (d.found != d.expected) return d;
   return std::nullopt;
+}
+
+ModelSpec resolve_model(const config::ModelOptions& options) {
+  ModelSpec spec;
+  spec.preset = options.preset;
+  spec.shape = preset_shape(options.preset);
+  if (options.layers) spec.shape.layers = *options.layers;
+  if (options.heads) spec.shape.heads = *options.heads;
+  if (options.channels) spec.shape.channels = *options.channels;
+  if (options.vocab) spec.shape.vocab = *options.vocab;
+  spec.shape.padded_vocab = padded_vocab(spec.shape.vocab);
+  if (spec.shape.channels % spec.shape.heads != 0)
+    throw InputError("model.heads = " + std::to_string(spec.shape.heads) + " does not divide model.channels = " +
+                     std::to_string(spec.shape.channels));
+  validate_shape(spec.shape);
+  spec.seq_len = options.seq_len.value_or(spec.shape.max_seq_len);
+  if (spec.seq_len > spec.shape.max_seq_len)
+    throw InputError("model.seq_len = " + std::to_string(spec.seq_len) + " exceeds the preset's maximum " +
+                     std::to_string(spec.shape.max_seq_len));
+  return spec;
 }
 
 }  // namespace mics::model

@@ -11,13 +11,13 @@ namespace mics::optim {
 
 LrSchedule::LrSchedule(float lr, int warmup_steps, int total_steps, float min_lr_ratio)
     : lr_(lr), warmup_steps_(warmup_steps), total_steps_(total_steps), min_lr_ratio_(min_lr_ratio) {
-  if (!(lr >= 0.0f)) throw Error("learning-rate schedule: lr must be >= 0, got " + std::to_string(lr));
+  if (!(lr >= 0.0f)) throw InputError("learning-rate schedule: lr must be >= 0, got " + std::to_string(lr));
   if (warmup_steps < 0)
-    throw Error("learning-rate schedule: warmup steps must be >= 0, got " + std::to_string(warmup_steps));
+    throw InputError("learning-rate schedule: warmup steps must be >= 0, got " + std::to_string(warmup_steps));
   if (total_steps < 1)
-    throw Error("learning-rate schedule: total steps must be >= 1, got " + std::to_string(total_steps));
+    throw InputError("learning-rate schedule: total steps must be >= 1, got " + std::to_string(total_steps));
   if (!(min_lr_ratio >= 0.0f && min_lr_ratio <= 1.0f))
-    throw Error("learning-rate schedule: min lr ratio must be in [0, 1], got " + std::to_string(min_lr_ratio));
+    throw InputError("learning-rate schedule: min lr ratio must be in [0, 1], got " + std::to_string(min_lr_ratio));
 }
 
 float LrSchedule::lr_at(int step) const {

@@ -10,30 +10,31 @@
 namespace mics::topology {
 
 Shape validate_shape(int world, int ranks_per_node, int partition_size) {
-  if (world < 1) throw Error("world size " + std::to_string(world) + " must be at least 1");
+  if (world < 1) throw InputError("world size " + std::to_string(world) + " must be at least 1");
   if (ranks_per_node < 1) {
-    throw Error("ranks per node " + std::to_string(ranks_per_node) + " must be at least 1");
+    throw InputError("topology.ranks_per_node = " + std::to_string(ranks_per_node) + " must be at least 1");
   }
   if (partition_size < 0) {
-    throw Error("partition_size " + std::to_string(partition_size) + " must be 0 (ranks per node) or positive");
+    throw InputError("parallel.partition_size = " + std::to_string(partition_size) +
+                     " must be auto (ranks per node) or positive");
   }
   if (world % ranks_per_node != 0) {
-    throw Error("world size " + std::to_string(world) + " is not divisible by ranks_per_node " +
-                std::to_string(ranks_per_node));
+    throw InputError("world size " + std::to_string(world) + " is not divisible by topology.ranks_per_node = " +
+                     std::to_string(ranks_per_node));
   }
   const int p = partition_size == 0 ? ranks_per_node : partition_size;
-  const std::string p_text = "partition_size " + std::to_string(p);
-  if (p > world) throw Error(p_text + " is larger than the world size " + std::to_string(world));
+  const std::string p_text = "parallel.partition_size = " + std::to_string(p);
+  if (p > world) throw InputError(p_text + " is larger than the world size " + std::to_string(world));
   if (world % p != 0) {
-    throw Error("world size " + std::to_string(world) + " is not divisible by " + p_text);
+    throw InputError("world size " + std::to_string(world) + " is not divisible by " + p_text);
   }
   if (p > ranks_per_node && p % ranks_per_node != 0) {
-    throw Error(p_text + " spans nodes of " + std::to_string(ranks_per_node) +
-                " ranks but is not a multiple of them: a partition group must span whole nodes");
+    throw InputError(p_text + " spans nodes of " + std::to_string(ranks_per_node) +
+                     " ranks but is not a multiple of them: a partition group must span whole nodes");
   }
   if (p < ranks_per_node && ranks_per_node % p != 0) {
-    throw Error(p_text + " does not divide ranks_per_node " + std::to_string(ranks_per_node) +
-                ": a partition group would straddle a node boundary");
+    throw InputError(p_text + " does not divide topology.ranks_per_node = " + std::to_string(ranks_per_node) +
+                     ": a partition group would straddle a node boundary");
   }
   Shape shape;
   shape.world = world;
@@ -51,7 +52,7 @@ void check_slurm_world(int world_size, const char* slurm_ntasks) {
   char* end = nullptr;
   const long tasks = std::strtol(slurm_ntasks, &end, 10);
   if (*end != '\0' || tasks != world_size) {
-    throw Error("SLURM_NTASKS=" + std::string(slurm_ntasks) + " but the MPI world has " +
+    throw InputError("SLURM_NTASKS=" + std::string(slurm_ntasks) + " but the MPI world has " +
                 std::to_string(world_size) +
                 " rank(s): the tasks did not join one MPI job; launch with `srun --mpi=pmix`");
   }
@@ -151,7 +152,7 @@ int detect_ranks_per_node(MPI_Comm world) {
   int sizes[2] = {-local_size, local_size};  // reduced with MAX: {-smallest, largest}
   MICS_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, sizes, 2, MPI_INT, MPI_MAX, world));
   if (-sizes[0] != sizes[1]) {
-    throw Error("nodes have unequal rank counts (smallest " + std::to_string(-sizes[0]) + ", largest " +
+    throw InputError("nodes have unequal rank counts (smallest " + std::to_string(-sizes[0]) + ", largest " +
                 std::to_string(sizes[1]) + " ranks per node): start the same number of ranks on every node");
   }
   int misplaced = members.front() % local_size != 0;
@@ -159,7 +160,7 @@ int detect_ranks_per_node(MPI_Comm world) {
   int first_misplaced = misplaced ? world_rank : -1;
   MICS_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &first_misplaced, 1, MPI_INT, MPI_MAX, world));
   if (first_misplaced >= 0) {
-    throw Error("ranks on a node are not consecutive (rank " + std::to_string(first_misplaced) +
+    throw InputError("ranks on a node are not consecutive (rank " + std::to_string(first_misplaced) +
                 " shares a node with ranks that are not its block of " + std::to_string(local_size) +
                 "): launch with block placement (mpirun --map-by slot, srun --distribution=block)");
   }
@@ -176,18 +177,15 @@ MPI_Comm split(MPI_Comm parent, int color, int key) {
 
 }  // namespace
 
-Topology Topology::create(const TopologyOptions& options, MPI_Comm world) {
+Topology Topology::create(const Shape& shape, MPI_Comm world) {
   int world_rank = 0, world_size = 0;
   MICS_MPI_CHECK(MPI_Comm_rank(world, &world_rank));
   MICS_MPI_CHECK(MPI_Comm_size(world, &world_size));
-  if (options.ranks_per_node < 0) {
-    throw Error("ranks_per_node " + std::to_string(options.ranks_per_node) + " must be 0 (detect) or positive");
-  }
-  const int ranks_per_node =
-      options.ranks_per_node > 0 ? options.ranks_per_node : detect_ranks_per_node(world);
+  MICS_CHECK(world_size == shape.world, "the shape was made for another world size");
+  const int ranks_per_node = shape.ranks_per_node;
 
   Topology t;
-  t.shape_ = validate_shape(world_size, ranks_per_node, options.partition_size);
+  t.shape_ = shape;
   const Shape& s = t.shape_;
   const int p = s.partition_size;
   const int L = s.ranks_per_node_in_partition;
@@ -200,29 +198,20 @@ Topology Topology::create(const TopologyOptions& options, MPI_Comm world) {
   at.inter_node_index = at.partition_rank / L;
   at.intra_node_index = at.partition_rank % L;
 
-  using comm::Communicator;
-  using comm::GroupKind;
   MPI_Comm world_copy = MPI_COMM_NULL;
   MICS_MPI_CHECK(MPI_Comm_dup(world, &world_copy));
-  t.world_ = Communicator(world_copy, GroupKind::world, at.node);
-  t.node_ = Communicator(split(world, at.node, world_rank), GroupKind::node, at.node);
-  t.partition_ = Communicator(split(world, at.partition_group, at.partition_rank), GroupKind::partition, at.node);
-  t.replication_ =
-      Communicator(split(world, at.partition_rank, at.partition_group), GroupKind::replication, at.node);
+  t.world_ = Group(world_copy, GroupKind::world, at.node);
+  t.node_ = Group(split(world, at.node, world_rank), GroupKind::node, at.node);
+  t.partition_ = Group(split(world, at.partition_group, at.partition_rank), GroupKind::partition, at.node);
+  t.replication_ = Group(split(world, at.partition_rank, at.partition_group), GroupKind::replication, at.node);
   if (s.spans_nodes()) {
-    t.intra_node_ = Communicator(split(world, world_rank / L, world_rank), GroupKind::intra_node, at.node);
-    t.inter_node_ = Communicator(split(world, at.partition_group * L + at.intra_node_index, at.inter_node_index),
-                                 GroupKind::inter_node, at.node);
+    t.intra_node_ = Group(split(world, world_rank / L, world_rank), GroupKind::intra_node, at.node);
+    t.inter_node_ = Group(split(world, at.partition_group * L + at.intra_node_index, at.inter_node_index),
+                          GroupKind::inter_node, at.node);
   }
   return t;
 }
 
 std::string Topology::describe() const { return describe_shape(shape_); }
-
-void Topology::reset_counters() {
-  for (comm::Communicator* c : {&world_, &node_, &partition_, &replication_, &intra_node_, &inter_node_}) {
-    c->reset_counters();
-  }
-}
 
 }  // namespace mics::topology

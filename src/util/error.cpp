@@ -1,15 +1,25 @@
-// The formatting half of error.hpp: needs no MPI, so the model builds for single-process tools (the GPU
-// benchmark) that provide their own fatal_one. How the job stops is in stop.cpp.
+// The MPI-free half of error.hpp (MICS_MPI_CHECK's formatting lives with the MPI code in comm).
 #include "mics/util/error.hpp"
 
 #include <sstream>
 
-namespace mics::detail {
+namespace mics {
 
+void throw_error(ErrorKind kind, const std::string& message, ErrorScope scope) {
+  switch (kind) {
+    case ErrorKind::input: throw InputError(message, scope);
+    case ErrorKind::failure: throw PeerError(message, scope);
+    case ErrorKind::internal: throw InternalError(message, scope);
+  }
+  throw InternalError(message, scope);
+}
+
+namespace detail {
 void check_failed(const char* file, int line, const char* expr, const std::string& message) {
   std::ostringstream os;
   os << file << ":" << line << ": check failed: " << expr << ": " << message;
-  fatal_one(os.str());
+  throw InternalError(os.str());
 }
+}  // namespace detail
 
-}  // namespace mics::detail
+}  // namespace mics

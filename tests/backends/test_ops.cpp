@@ -224,21 +224,19 @@ TEST_CASE("cross-entropy forward and in-place backward ignore padding columns", 
   }
 }
 
-TEST_CASE("make_backend: cpu works, cuda works or says why not, unknown devices and matmul modes are named errors",
-          "[backends]") {
-  auto be = backends::make_backend("cpu", 1);
+TEST_CASE("make_backend: cpu works, cuda works or says why not, bf16 on the cpu is a named error", "[backends]") {
+  auto be = backends::make_cpu_backend(1);
   CHECK(be->name() == "cpu");
   // Without a CUDA build or without a visible GPU the error says so; on a GPU machine it is the CUDA backend.
   try {
-    auto gpu = backends::make_backend("cuda", 1);
+    auto gpu = backends::make_backend(config::BackendOptions{config::Device::cuda, 1});
     CHECK(gpu->name() == "cuda");
   } catch (const Error& e) {
     CHECK_THAT(e.what(), Catch::Contains("CUDA"));
   }
-  CHECK_THROWS_WITH(backends::make_backend("tpu", 1), Catch::Contains("tpu"));
-  CHECK(backends::make_backend("cpu", 1, "fp32")->name() == "cpu");
-  CHECK_THROWS_WITH(backends::make_backend("cpu", 1, "bf16"), Catch::Contains("backend.matmul = bf16"));
-  CHECK_THROWS_WITH(backends::make_backend("cpu", 1, "fp16"), Catch::Contains("fp16"));
+  CHECK(backends::make_backend(config::BackendOptions{config::Device::cpu, 1, config::Matmul::fp32})->name() == "cpu");
+  CHECK_THROWS_WITH(backends::make_backend(config::BackendOptions{config::Device::cpu, 1, config::Matmul::bf16}),
+                    Catch::Contains("backend.matmul = bf16"));
 }
 
 TEST_CASE("buffers are 64-byte aligned, move-only owners", "[backends]") {

@@ -50,12 +50,11 @@ TEST_CASE("a short benchmark verifies every element and prints nccl-tests tables
   const int world = mics::test::world_size();
   // Emulated nodes of 2 ranks with p = world: the partition group spans nodes from 4 ranks on.
   const int rpn = world >= 4 ? 2 : 1;
-  Topology topo = Topology::create({rpn, world});
+  Topology topo = mics::test::topology(rpn, world);
   const BenchOptions options = parse_bench_options({"-b", "8", "-e", "64", "-n", "2", "-w", "1", "-c", "1"});
   std::ostringstream out;
   const int wrong = run_comm_benchmark(topo, options, out);
   CHECK(wrong == 0);
-  CHECK(topo.world().counters().collectives == 0);  // the benchmark ran on its own duplicates
   if (mics::test::world_rank() != 0) {
     CHECK(out.str().empty());
     return;

@@ -141,7 +141,7 @@ TEST_CASE("deck errors name the file, line, key and a suggestion", "[config]") {
 
 TEST_CASE("bad types and out-of-range values name the key and the value", "[config]") {
   CHECK(parse_error("\n\n[train]\nsteps = -3\n") ==
-        "inputs/x.ini:4: train.steps = -3 is out of range (must be >= 1)");
+        "inputs/x.ini:4: train.steps = -3 is out of range (must be >= 1 and <= 2147483647)");
   CHECK(parse_error("[train]\nlr = abc\n") == "inputs/x.ini:2: train.lr = abc is not a number");
   CHECK(parse_error("[train]\nsteps = 1.5\n") == "inputs/x.ini:2: train.steps = 1.5 is not an integer");
   CHECK(parse_error("[train]\nsteps = 10abc\n") == "inputs/x.ini:2: train.steps = 10abc is not an integer");
@@ -163,7 +163,7 @@ TEST_CASE("bad types and out-of-range values name the key and the value", "[conf
   CHECK(parse_error("[train]\nsteps = auto\n") == "inputs/x.ini:2: train.steps = auto is not an integer");
   CHECK(parse_error("[model]\nlayers = many\n") ==
         "inputs/x.ini:2: model.layers = many is not an integer or 'auto'");
-  CHECK(parse_error("[model]\nlayers = 0\n") == "inputs/x.ini:2: model.layers = 0 is out of range (must be >= 1)");
+  CHECK(parse_error("[model]\nlayers = 0\n") == "inputs/x.ini:2: model.layers = 0 is out of range (must be >= 1 and <= 2147483647)");
 }
 
 TEST_CASE("command-line errors name the option", "[config]") {
@@ -171,7 +171,7 @@ TEST_CASE("command-line errors name the option", "[config]") {
   CHECK(override_error("trian.steps=3") == "command line: unknown option '--trian.steps' (did you mean '--train.steps'?)");
   CHECK(override_error("train.steps") == "command line: option '--train.steps' needs a value (--section.key=value)");
   CHECK(override_error("train.steps=") == "command line: option '--train.steps' has no value");
-  CHECK(override_error("train.steps=-3") == "command line: train.steps = -3 is out of range (must be >= 1)");
+  CHECK(override_error("train.steps=-3") == "command line: train.steps = -3 is out of range (must be >= 1 and <= 2147483647)");
   CHECK(override_error("train.lr=abc") == "command line: train.lr = abc is not a number");
   CHECK(override_error("run.name=a #b") ==
         "command line: option '--run.name': a value cannot contain a newline or ' #'");

@@ -3,8 +3,9 @@
 // a float result with a double reference by normwise relative error
 //   max_i |got_i - want_i| / max(max_i |want_i|, 1e-30),
 // which is what the error analysis of a GEMM or a reduction bounds (elementwise relative error is
-// meaningless for entries that cancel to near zero). run_tests() exits 77 (ctest SKIP_RETURN_CODE) when no
-// CUDA device is visible.
+// meaningless for entries that cancel to near zero). SKIP_CASE(reason) ends a case that cannot run here
+// (too few GPUs, say): it is reported SKIP, never ok. run_tests() exits 77 (ctest SKIP_RETURN_CODE) when no
+// CUDA device is visible, or when a case was skipped and none failed.
 #pragma once
 #include <cmath>
 #include <cstdio>
@@ -38,6 +39,11 @@ inline bool add_case(const char* name, void (*run)()) {
   return true;
 }
 
+// Thrown by SKIP_CASE; caught by the runners.
+struct Skipped {
+  std::string reason;
+};
+
 inline void check(bool ok, const char* expr, const char* file, int line, const std::string& detail = {}) {
   if (ok) return;
   ++failures();
@@ -67,20 +73,25 @@ inline int run_tests(int argc, char** argv) {
   }
   std::printf("device: %s\n", backends::cuda::describe_device(0).c_str());
   const std::string filter = argc > 1 ? argv[1] : "";
-  int ran = 0;
+  int ran = 0, skipped = 0;
   for (const Case& c : cases()) {
     if (!filter.empty() && std::string(c.name).find(filter) == std::string::npos) continue;
     const int before = failures();
     try {
       c.run();
+    } catch (const Skipped& s) {
+      std::printf("SKIP %s: %s\n", c.name, s.reason.c_str());
+      ++skipped;
+      continue;
     } catch (const std::exception& e) {
       check(false, "exception", c.name, 0, e.what());
     }
     std::printf("%s %s\n", failures() == before ? "ok  " : "FAIL", c.name);
     ++ran;
   }
-  std::printf("%d cases, %d failed checks\n", ran, failures());
-  return failures() == 0 ? 0 : 1;
+  std::printf("%d cases, %d skipped, %d failed checks\n", ran, skipped, failures());
+  if (failures() != 0) return 1;
+  return skipped == 0 ? 0 : kSkip;
 }
 
 }  // namespace mics::cuda_test
@@ -93,6 +104,8 @@ inline int run_tests(int argc, char** argv) {
   static void name()
 
 #define CHECK(cond) ::mics::cuda_test::check((cond), #cond, __FILE__, __LINE__)
+// Under MPI every rank must skip together (decide on values every rank shares).
+#define SKIP_CASE(reason) throw ::mics::cuda_test::Skipped{(reason)}
 #define CHECK_REL(got, want, bound)                                                                 \
   do {                                                                                              \
     const double mics_err_ = ::mics::cuda_test::rel_error((got), (want));                           \

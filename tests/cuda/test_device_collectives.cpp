@@ -1,45 +1,54 @@
-// The device collectives against MpiCollectives on the same data: host-staged on any rank count (ranks
-// share the GPU), NCCL when every rank has a GPU of its own (one rank on a one-GPU machine). Values are
-// small integers, so every sum is exact whatever the reduction order and results must be bit-identical;
-// averages too, for the rank counts run here (1, 2, 4: NCCL multiplies each input by 1/n, exact for a
-// power of two, and the inputs are multiples of n). Also: host buffers pass through to MPI, traffic
-// counters match MPI's, a non-blocking gather is ordered before compute-stream work that reads it, and a
-// NCCL collective that times out raises mics::Error on the calling thread (no MPI_Abort from the watchdog).
+// The device transports against the MPI transport on the same data, through the typed layer: host-staged on
+// any rank count (ranks share the GPU), NCCL when every rank has a GPU of its own (one rank on a one-GPU
+// machine; skipped otherwise). Values are small integers, so every sum is exact whatever the reduction
+// order and results must be bit-identical; averages too, for the rank counts run here (1, 2, 4: NCCL
+// multiplies each input by 1/n, exact for a power of two, and the inputs are multiples of n). Also: the
+// host channel stays MPI under a device transport, an operation is ordered before compute-stream work
+// queued after its wait(), make_data_transport follows backend.collectives, and a NCCL operation that
+// times out raises PeerError on the calling thread (the watchdog makes no MPI call and ends nothing).
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "mics/backends/cpu/cpu_backend.hpp"
 #include "mics/backends/cuda/check.hpp"
 #include "mics/backends/cuda/cuda_backend.hpp"
+#include "mics/backends/cuda/data_transport.hpp"
 #include "mics/backends/cuda/device.hpp"
-#include "mics/backends/cuda/device_collectives.hpp"
-#include "mics/backends/cuda/host_staged_collectives.hpp"
-#include "mics/backends/cuda/nccl_collectives.hpp"
+#include "mics/backends/cuda/host_staged_transport.hpp"
+#include "mics/backends/cuda/nccl_transport.hpp"
+#include "mics/backends/transport.hpp"
+#include "mics/comm/mpi_transport.hpp"
 #include "mics/topology/topology.hpp"
 #include "mpi_harness.hpp"
 
 using namespace mics;
 using backends::Buffer;
 using backends::cuda::CudaBackend;
-using comm::DataType;
 using comm::ReduceOp;
+using config::DeviceCollectives;
 
 namespace {
 
 struct World {
   topology::Topology topology;
-  comm::MpiCollectives mpi;
+  comm::MpiTransport mpi;
+  comm::Collectives host{mpi, mpi};  // the reference: MPI on host copies
   CudaBackend gpu;
   World() : topology(make()) {}
   static topology::Topology make() {
     int n = 1;
     MPI_Comm_size(MPI_COMM_WORLD, &n);
-    // n = 4: two emulated nodes of two ranks (J = 2, L = 2); n = 2: two nodes of one (J = 2, L = 1).
-    return topology::Topology::create({n == 4 ? 2 : 1, n});
+    // One partition group over the world. n = 4: two emulated nodes of two ranks (J = 2, L = 2); n = 2: two
+    // nodes of one (J = 2, L = 1).
+    return topology::Topology::create(topology::validate_shape(n, n == 4 ? 2 : 1, n));
   }
 };
 
@@ -48,15 +57,13 @@ World& world() {
   return *w;
 }
 
-// The trainer's own test (choose_device_collectives): NCCL only when no two ranks share a GPU.
-bool nccl_possible() {
-  static const bool possible = [] {
-    if (!backends::cuda::ranks_share_gpus(world().gpu.device(), MPI_COMM_WORLD)) return true;
-    if (world().topology.placement().world_rank == 0)
-      std::printf("note: ranks share GPUs here; NCCL needs one GPU per rank (checked with fewer ranks)\n");
-    return false;
-  }();
-  return possible;
+// make_data_transport's own test: NCCL only when no two ranks share a GPU. The same on every rank.
+bool gpus_shared() {
+  static const bool shared = backends::cuda::ranks_share_gpus(world().gpu.device(), MPI_COMM_WORLD);
+  return shared;
+}
+void require_nccl() {
+  if (gpus_shared()) SKIP_CASE("ranks share GPUs here and NCCL needs one GPU per rank (runs with fewer ranks)");
 }
 
 template <class T>
@@ -72,6 +79,10 @@ std::vector<T> download(const Buffer<T>& b) {
   return host;
 }
 template <class T>
+std::span<T> all(Buffer<T>& b) {
+  return {b.data(), b.size()};
+}
+template <class T>
 bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
 }
@@ -83,183 +94,186 @@ std::vector<float> values(std::size_t n, int salt) {
   return v;
 }
 
-// Every collective on `c` against MPI on host copies of the same data.
-void check_against_mpi(comm::Collectives& c) {
+// Every operation of `transport` against MPI on host copies of the same data.
+void check_against_mpi(comm::Transport& transport) {
   World& w = world();
-  comm::Communicator& part = w.topology.partition();
+  comm::Collectives dev(transport, w.mpi);
+  const comm::Group& part = w.topology.partition();
   const int n = part.size();
   const std::size_t count = 1000;
 
-  {  // all-gather, blocking and not, fp32 and bf16 (raw bits travel unchanged)
+  {  // all-gather, fp32 and bf16 (raw bits travel unchanged)
     const auto shard = values(count, 1);
     std::vector<float> want(count * n);
-    w.mpi.all_gather(shard.data(), want.data(), count, DataType::f32, part);
+    w.host.all_gather<float>(shard, want, part).wait();
     auto d_shard = upload(shard);
     auto d_full = w.gpu.alloc<float>(count * n);
-    c.all_gather(d_shard.data(), d_full.data(), count, DataType::f32, part);
-    CHECK(same_bits(download(d_full), want));
-    w.gpu.fill(d_full.data(), count * n, -1.0f);
-    comm::Request r = c.iall_gather(d_shard.data(), d_full.data(), count, DataType::f32, part);
-    r.wait();
+    dev.all_gather<float>(all(d_shard), all(d_full), part).wait();
     CHECK(same_bits(download(d_full), want));
 
     std::vector<bf16> half(count), half_want(count * n);
     for (std::size_t i = 0; i < count; ++i) half[i] = bf16(shard[i] * 0.37f);
-    w.mpi.all_gather(half.data(), half_want.data(), count, DataType::bf16, part);
+    w.host.all_gather<bf16>(half, half_want, part).wait();
     auto d_half = upload(half);
     auto d_half_full = w.gpu.alloc<bf16>(count * n);
-    c.iall_gather(d_half.data(), d_half_full.data(), count, DataType::bf16, part).wait();
+    dev.all_gather<bf16>(all(d_half), all(d_half_full), part).wait();
     CHECK(same_bits(download(d_half_full), half_want));
   }
   if (w.topology.shape().spans_nodes()) {  // hierarchical equals the flat gather
-    comm::Communicator& inter = w.topology.inter_node();
-    comm::Communicator& intra = w.topology.intra_node();
+    const comm::Group& inter = w.topology.inter_node();
+    const comm::Group& intra = w.topology.intra_node();
     const auto shard = values(count, 2);
     std::vector<float> want(count * n);
-    w.mpi.all_gather(shard.data(), want.data(), count, DataType::f32, part);
+    w.host.all_gather<float>(shard, want, part).wait();
     auto d_shard = upload(shard);
     auto d_full = w.gpu.alloc<float>(count * n);
-    c.ihierarchical_all_gather(d_shard.data(), d_full.data(), count, DataType::f32, inter, intra).wait();
-    CHECK(same_bits(download(d_full), want));
-    w.gpu.fill(d_full.data(), count * n, -1.0f);
-    c.hierarchical_all_gather(d_shard.data(), d_full.data(), count, DataType::f32, inter, intra);
+    dev.hierarchical_all_gather<float>(all(d_shard), all(d_full), inter, intra).wait();
     CHECK(same_bits(download(d_full), want));
 
     // bf16, completed by polling test() as the engine's prefetch is (the staged second stage starts there)
     std::vector<bf16> half(count), half_want(count * n);
     for (std::size_t i = 0; i < count; ++i) half[i] = bf16(shard[i] * 0.37f);
-    w.mpi.all_gather(half.data(), half_want.data(), count, DataType::bf16, part);
+    w.host.all_gather<bf16>(half, half_want, part).wait();
     auto d_half = upload(half);
     auto d_half_full = w.gpu.alloc<bf16>(count * n);
-    comm::Request r =
-        c.ihierarchical_all_gather(d_half.data(), d_half_full.data(), count, DataType::bf16, inter, intra);
-    while (!r.test()) std::this_thread::yield();
+    comm::Request r = dev.hierarchical_all_gather<bf16>(all(d_half), all(d_half_full), inter, intra);
+    while (!r.test()) dev.progress();
     CHECK(same_bits(download(d_half_full), half_want));
   }
   for (const ReduceOp op : {ReduceOp::sum, ReduceOp::average, ReduceOp::max}) {
     auto full = values(count * n, 3);
     for (float& x : full) x *= static_cast<float>(n);  // the average of multiples of n is exact
-    std::vector<float> want(count), got_host(count);
-    w.mpi.reduce_scatter(full.data(), want.data(), count, DataType::f32, op, part);
+    std::vector<float> want(count);
+    w.host.reduce_scatter<float>(full, want, op, part).wait();
     auto d_full = upload(full);
     auto d_out = w.gpu.alloc<float>(count);
-    c.ireduce_scatter(d_full.data(), d_out.data(), count, DataType::f32, op, part).wait();
-    CHECK(same_bits(download(d_out), want));
-    w.gpu.fill(d_out.data(), count, -1.0f);
-    c.reduce_scatter(d_full.data(), d_out.data(), count, DataType::f32, op, part);
+    dev.reduce_scatter<float>(all(d_full), all(d_out), op, part).wait();
     CHECK(same_bits(download(d_out), want));
 
     std::vector<float> reduced = full;
-    w.mpi.all_reduce(reduced.data(), reduced.data(), reduced.size(), DataType::f32, op, part);
+    w.host.all_reduce<float>(reduced, op, part).wait();
     auto d_in_place = upload(full);
-    c.iall_reduce(d_in_place.data(), d_in_place.data(), full.size(), DataType::f32, op, part).wait();
+    dev.all_reduce<float>(all(d_in_place), op, part).wait();
     CHECK(same_bits(download(d_in_place), reduced));
-    auto d_src = upload(full);
-    auto d_dst = w.gpu.alloc<float>(full.size());
-    c.all_reduce(d_src.data(), d_dst.data(), full.size(), DataType::f32, op, part);
-    CHECK(same_bits(download(d_dst), reduced));
   }
   {  // integer and double all-reduce, replication group (size r), broadcast
     std::vector<std::int32_t> ints(257);
     for (std::size_t i = 0; i < ints.size(); ++i) ints[i] = static_cast<std::int32_t>(i) + w.topology.placement().world_rank;
     auto want = ints;
-    w.mpi.all_reduce(want.data(), want.data(), want.size(), DataType::i32, ReduceOp::sum, w.topology.world());
+    w.host.all_reduce<std::int32_t>(want, ReduceOp::sum, w.topology.world()).wait();
     auto d_ints = upload(ints);
-    c.all_reduce(d_ints.data(), d_ints.data(), ints.size(), DataType::i32, ReduceOp::sum, w.topology.world());
+    dev.all_reduce<std::int32_t>(all(d_ints), ReduceOp::sum, w.topology.world()).wait();  // the world: made on first use
     CHECK(download(d_ints) == want);
 
     std::vector<double> doubles(33, 0.5 * (w.topology.placement().world_rank + 1));
     auto dwant = doubles;
-    w.mpi.all_reduce(dwant.data(), dwant.data(), dwant.size(), DataType::f64, ReduceOp::sum, w.topology.replication());
+    w.host.all_reduce<double>(dwant, ReduceOp::sum, w.topology.replication()).wait();
     auto d_doubles = upload(doubles);
-    c.iall_reduce(d_doubles.data(), d_doubles.data(), doubles.size(), DataType::f64, ReduceOp::sum,
-                  w.topology.replication())
-        .wait();
+    dev.all_reduce<double>(all(d_doubles), ReduceOp::sum, w.topology.replication()).wait();
     CHECK(download(d_doubles) == dwant);
 
     const int root = 1 % n;
     auto b = values(count, 4);
     auto bwant = b;
-    w.mpi.broadcast(bwant.data(), bwant.size(), DataType::f32, root, part);
+    w.host.broadcast<float>(bwant, root, part).wait();
     auto d_b = upload(b);
-    c.broadcast(d_b.data(), b.size(), DataType::f32, root, part);
+    dev.broadcast<float>(all(d_b), root, part).wait();
     CHECK(same_bits(download(d_b), bwant));
   }
-  {  // host buffers pass through (the engine's loss and norm scalars)
+  {  // the host channel stays MPI under a device transport (the engine's loss and norm scalars)
     double scalar = 1.0 + w.topology.placement().world_rank;
-    c.all_reduce(&scalar, &scalar, 1, DataType::f64, ReduceOp::sum, w.topology.world());
-    CHECK(scalar == n * (n + 1) / 2.0);
-    c.barrier(w.topology.world());
-  }
-  {  // traffic counters equal MPI's for the same collectives
-    const auto shard = values(count, 5);
-    auto d_shard = upload(shard);
-    auto d_full = w.gpu.alloc<float>(count * n);
-    std::vector<float> host_full(count * n);
-    part.reset_counters();
-    c.all_gather(d_shard.data(), d_full.data(), count, DataType::f32, part);
-    c.iall_reduce(d_full.data(), d_full.data(), count * n, DataType::f32, ReduceOp::sum, part).wait();
-    const comm::TrafficCounters got = part.take_counters();
-    w.mpi.all_gather(shard.data(), host_full.data(), count, DataType::f32, part);
-    w.mpi.all_reduce(host_full.data(), host_full.data(), count * n, DataType::f32, ReduceOp::sum, part);
-    const comm::TrafficCounters want = part.take_counters();
-    CHECK(got.collectives == want.collectives);
-    CHECK(got.bytes_sent == want.bytes_sent);
-    CHECK(got.bytes_received == want.bytes_received);
-    if (w.topology.shape().spans_nodes()) {  // the hierarchical gather counts on both of its groups
-      comm::Communicator& inter = w.topology.inter_node();
-      comm::Communicator& intra = w.topology.intra_node();
-      inter.reset_counters();
-      intra.reset_counters();
-      c.hierarchical_all_gather(d_shard.data(), d_full.data(), count, DataType::f32, inter, intra);
-      const comm::TrafficCounters got_inter = inter.take_counters(), got_intra = intra.take_counters();
-      w.mpi.hierarchical_all_gather(shard.data(), host_full.data(), count, DataType::f32, inter, intra);
-      const comm::TrafficCounters want_inter = inter.take_counters(), want_intra = intra.take_counters();
-      CHECK(got_inter.collectives == want_inter.collectives && got_inter.bytes_sent == want_inter.bytes_sent &&
-            got_inter.bytes_received == want_inter.bytes_received);
-      CHECK(got_intra.collectives == want_intra.collectives && got_intra.bytes_sent == want_intra.bytes_sent &&
-            got_intra.bytes_received == want_intra.bytes_received);
-    }
+    dev.host_all_reduce<double>(std::span<double>(&scalar, 1), ReduceOp::sum, w.topology.world());
+    CHECK(scalar == w.topology.world().size() * (w.topology.world().size() + 1) / 2.0);
+    dev.barrier(w.topology.world());
   }
   {  // ordering: compute-stream work queued after wait() sees the gathered data
     const std::size_t big = 1 << 20;
     const auto shard = values(big, 6);
     std::vector<float> want(big * n);
-    w.mpi.all_gather(shard.data(), want.data(), big, DataType::f32, part);
+    w.host.all_gather<float>(shard, want, part).wait();
     for (float& x : want) x *= 2.0f;
     auto d_shard = upload(shard);
     auto d_full = w.gpu.alloc<float>(big * n);
     w.gpu.fill(d_full.data(), big * n, 0.0f);  // queued before the gather: must not overwrite it
-    comm::Request r = c.iall_gather(d_shard.data(), d_full.data(), big, DataType::f32, part);
+    comm::Request r = dev.all_gather<float>(all(d_shard), all(d_full), part);
     r.wait();
     w.gpu.scale(d_full.data(), 2.0f, big * n);
     CHECK(same_bits(download(d_full), want));
   }
 }
 
+// The error make_data_transport throws, or "" when it returns; a transport it returns is checked for its
+// name (nullptr: "none").
+std::string made(backends::Backend& backend, DeviceCollectives choice, std::string& name) {
+  try {
+    std::unique_ptr<comm::Transport> t =
+        backends::make_data_transport(backend, world().topology, world().mpi, choice);
+    name = t ? std::string(t->name()) : "none";
+    return {};
+  } catch (const InputError& e) {
+    name.clear();
+    CHECK(e.scope() == ErrorScope::all_ranks);  // a clean stop on every rank
+    return e.what();
+  }
+}
+
 }  // namespace
 
 GPU_TEST(host_staged_matches_mpi) {
-  backends::cuda::HostStagedCollectives staged(world().gpu.stream(), world().mpi);
+  backends::cuda::HostStagedTransport staged(world().gpu.stream(), world().mpi);
+  CHECK(staged.name() == "staged");
   check_against_mpi(staged);
 }
 
 GPU_TEST(nccl_matches_mpi) {
-  if (!nccl_possible()) return;
-  backends::cuda::NcclCollectives nccl(world().topology, world().gpu.device(), world().gpu.stream(), world().mpi);
+  require_nccl();
+  backends::cuda::NcclTransport nccl(world().topology, world().gpu.device(), world().gpu.stream());
+  CHECK(nccl.name() == "nccl");
   check_against_mpi(nccl);
 }
 
+// backend.collectives: auto is NCCL exactly when no two ranks share a GPU; staged always works; nccl on
+// shared GPUs, or any choice but auto for the cpu backend, is an all-ranks InputError; the environment
+// variable of earlier versions is refused, not ignored.
+GPU_TEST(make_data_transport_follows_the_deck) {
+  World& w = world();
+  const bool shared = gpus_shared();
+  // Independent of the UUID comparison: the test's ranks run on one machine, so more ranks than GPUs share.
+  if (backends::cuda::device_count() < w.topology.world().size()) CHECK(shared);
+  std::string name;
+  CHECK(made(w.gpu, DeviceCollectives::automatic, name).empty());
+  CHECK(name == (shared ? "staged" : "nccl"));
+  CHECK(made(w.gpu, DeviceCollectives::staged, name).empty());
+  CHECK(name == "staged");
+  const std::string nccl_error = made(w.gpu, DeviceCollectives::nccl, name);
+  CHECK(shared ? nccl_error.find("share a GPU") != std::string::npos : name == "nccl");
+
+  backends::cpu::CpuBackend cpu(1);
+  CHECK(made(cpu, DeviceCollectives::automatic, name).empty());
+  CHECK(name == "none");
+  CHECK(made(cpu, DeviceCollectives::nccl, name).find("backend.device = cuda") != std::string::npos);
+
+  setenv("MICS_CUDA_COLLECTIVES", "staged", 1);
+  CHECK(made(w.gpu, DeviceCollectives::automatic, name).find("backend.collectives") != std::string::npos);
+  unsetenv("MICS_CUDA_COLLECTIVES");
+}
+
 // Last: the compute stream is held by a host function for 300 ms, so a gather (which waits for it) cannot
-// finish within a 1 ms timeout on any rank. The error must reach the caller as mics::Error, and every later
-// call, host-memory ones included, must raise it again instead of using the aborted communicators.
+// finish within a 1 ms timeout on any rank. The error must reach the caller as PeerError (from the enqueue
+// or from test(), once the watchdog recorded it), and every later operation must raise it again instead of
+// using the aborted communicators.
 GPU_TEST(nccl_timeout_raises_on_the_calling_thread) {
-  if (!nccl_possible()) return;
+  require_nccl();
   World& w = world();
   backends::cuda::NcclOptions options;
   options.timeout = std::chrono::milliseconds(1);
-  backends::cuda::NcclCollectives nccl(w.topology, w.gpu.device(), w.gpu.stream(), w.mpi, options);
-  comm::Communicator& part = w.topology.partition();
+  options.on_unrecoverable = [](const std::string& reason) {  // must not be reached: the test raises in time
+    std::fprintf(stderr, "FAILED: the last resort ran: %s\n", reason.c_str());
+    std::_Exit(1);
+  };
+  backends::cuda::NcclTransport nccl(w.topology, w.gpu.device(), w.gpu.stream(), options);
+  comm::Collectives dev(nccl, w.mpi);
+  const comm::Group& part = w.topology.partition();
   const std::size_t count = 256;
   auto d_shard = upload(values(count, 7));
   auto d_full = w.gpu.alloc<float>(count * static_cast<std::size_t>(part.size()));
@@ -267,21 +281,22 @@ GPU_TEST(nccl_timeout_raises_on_the_calling_thread) {
       w.gpu.stream(), [](void*) { std::this_thread::sleep_for(std::chrono::milliseconds(300)); }, nullptr));
   std::string first;
   try {
-    nccl.all_gather(d_shard.data(), d_full.data(), count, DataType::f32, part);
-  } catch (const Error& e) {
+    comm::Request r = dev.all_gather<float>(all(d_shard), all(d_full), part);
+    while (!r.test()) std::this_thread::yield();  // throws once the watchdog saw the timeout
+  } catch (const PeerError& e) {
     first = e.what();
   }
   CHECK(first.find("within 1 ms") != std::string::npos);  // not finished, or not even enqueued
   const auto raises_again = [&](const auto& call) {
     try {
       call();
-    } catch (const Error& e) {
+    } catch (const PeerError& e) {
       return std::string(e.what()) == first;
     }
     return false;
   };
-  CHECK(raises_again([&] { nccl.iall_gather(d_shard.data(), d_full.data(), count, DataType::f32, part); }));
-  CHECK(raises_again([&] { nccl.barrier(w.topology.world()); }));
+  CHECK(raises_again([&] { dev.all_gather<float>(all(d_shard), all(d_full), part).wait(); }));
+  CHECK(raises_again([&] { dev.all_reduce<float>(all(d_full), ReduceOp::sum, part).wait(); }));
   w.gpu.synchronize();  // the held stream drains behind the aborted gather: nothing hangs
 }
 

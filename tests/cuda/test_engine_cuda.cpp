@@ -1,8 +1,8 @@
 // The MiCS engine on the GPU against the same engine on the CPU backend, same ranks, same data, with fp32
-// and with bf16 parameter gathers: host-staged MPI collectives on any rank count, NCCL too when every rank
-// has a GPU of its own (1 rank on a one-GPU machine; 2 and 4 ranks there share the GPU, which is what
-// make_device_collectives must find). The layouts: 2 ranks as two emulated nodes with p = 2 (hierarchical
-// gather); 4 ranks as four emulated nodes with p = 2 (hierarchical gather and two replicas).
+// and with bf16 parameter gathers: through host-staged MPI on any rank count, and through NCCL when every
+// rank has a GPU of its own (1 rank on a one-GPU machine; 2 and 4 ranks there share the GPU, and that case
+// is skipped). The layouts: 2 ranks as two emulated nodes with p = 2 (hierarchical gather); 4 ranks as
+// four emulated nodes with p = 2 (hierarchical gather and two replicas).
 //
 // Bounds: losses are reductions over a forward whose ops agree within 1e-4 normwise (test_cuda_ops):
 // 1e-4. Gradient norms (before clipping) of the first step, taken at the same parameters, follow the
@@ -14,18 +14,19 @@
 // most 2 lr per step: 4 lr S relative to the largest parameter (1, the layernorm weights); a broken gather
 // (or gather_unit) is far outside it.
 #include <cstdint>
-#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "mics/backends/cpu/cpu_backend.hpp"
 #include "mics/backends/cuda/cuda_backend.hpp"
+#include "mics/backends/cuda/data_transport.hpp"
 #include "mics/backends/cuda/device.hpp"
-#include "mics/backends/cuda/device_collectives.hpp"
-#include "mics/backends/cuda/host_staged_collectives.hpp"
-#include "mics/backends/cuda/nccl_collectives.hpp"
+#include "mics/backends/cuda/host_staged_transport.hpp"
+#include "mics/backends/cuda/nccl_transport.hpp"
+#include "mics/comm/mpi_transport.hpp"
 #include "mics/engine/engine.hpp"
+#include "mics/topology/plan.hpp"
 #include "mics/topology/topology.hpp"
 #include "mpi_harness.hpp"
 
@@ -43,16 +44,25 @@ struct Run {
   std::vector<std::vector<float>> params;
 };
 
-Run train(backends::Backend& backend, comm::Collectives& collectives, topology::Topology& topology, bool gather_bf16) {
+// The layout of every case: p = 2 (1 on one rank) over nodes of one rank each.
+topology::ParallelPlan plan(bool gather_bf16) {
+  int n = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &n);
+  config::ParallelOptions parallel;
+  parallel.strategy = config::Strategy::mics;
+  parallel.partition_size = n >= 2 ? 2 : 1;
+  parallel.partition_size_set = true;
+  parallel.gather_dtype = gather_bf16 ? config::GatherDtype::bf16 : config::GatherDtype::fp32;
+  return topology::make_plan(parallel, kB, /*grad_accum=*/2, n, /*ranks_per_node=*/1);
+}
+
+Run train(backends::Backend& backend, comm::Collectives& collectives, const topology::Topology& topology,
+          const topology::ParallelPlan& plan) {
   model::Gpt gpt(kTiny, backend, kB, kT);
-  engine::EngineOptions options;
-  options.micro_batch = kB;
-  options.grad_accum = 2;
-  options.hierarchical = topology.shape().spans_nodes();
-  options.gather_bf16 = gather_bf16;
-  options.weight_decay = 0.1f;
-  options.grad_clip = 1.0f;
-  engine::Engine engine(gpt, backend, collectives, topology, options);
+  engine::OptimizerOptions optimizer;
+  optimizer.weight_decay = 0.1f;
+  optimizer.grad_clip = 1.0f;
+  engine::Engine engine(gpt, backend, collectives, topology, plan, optimizer);
   engine.init_parameters(11);
   const int rank = topology.placement().world_rank;
   Run run;
@@ -86,38 +96,41 @@ void compare(const char* what, const Run& got, const Run& want) {
   if (cuda_test::failures() != failures_before) std::fprintf(stderr, "  (with %s)\n", what);
 }
 
-}  // namespace
-
-GPU_TEST(engine_on_gpu_matches_cpu) {
-  int n = 1;
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
-  topology::Topology topology = topology::Topology::create({1, n >= 2 ? 2 : 1});
-  comm::MpiCollectives mpi;
+// The engine on the GPU with `transport` (made by `make`) against the CPU engine with MPI, fp32 and bf16 gathers.
+template <class Make>
+void gpu_matches_cpu(const char* what, const Make& make) {
+  const topology::Topology topology = topology::Topology::create(plan(false).shape);
+  comm::MpiTransport mpi;
+  comm::Collectives cpu_collectives(mpi, mpi);
   backends::cpu::CpuBackend cpu(1);
   backends::cuda::CudaBackend gpu(backends::cuda::CudaOptions{-1, backends::cuda::MatmulPrecision::fp32});
-
-  // The trainer's automatic choice (no override): NCCL exactly when no two ranks share a GPU.
-  unsetenv("MICS_CUDA_COLLECTIVES");
-  const bool shared = backends::cuda::ranks_share_gpus(gpu.device(), MPI_COMM_WORLD);
-  // Independent of the UUID comparison: the test's ranks run on one machine, so more ranks than GPUs share.
-  if (backends::cuda::device_count() < n) CHECK(shared);
-  {
-    std::unique_ptr<comm::Collectives> device = backends::cuda::make_device_collectives(
-        backends::cuda::choose_device_collectives(gpu, topology), gpu, topology, mpi);
-    CHECK(device != nullptr);
-    CHECK((dynamic_cast<backends::cuda::NcclCollectives*>(device.get()) != nullptr) == !shared);
-    CHECK((dynamic_cast<backends::cuda::HostStagedCollectives*>(device.get()) != nullptr) == shared);
-  }
-
   for (const bool bf16 : {false, true}) {
-    const Run want = train(cpu, mpi, topology, bf16);
-    backends::cuda::HostStagedCollectives staged(gpu.stream(), mpi);
-    compare(bf16 ? "host-staged, bf16 gathers" : "host-staged", train(gpu, staged, topology, bf16), want);
-    if (!shared) {
-      backends::cuda::NcclCollectives nccl(topology, gpu.device(), gpu.stream(), mpi);
-      compare(bf16 ? "NCCL, bf16 gathers" : "NCCL", train(gpu, nccl, topology, bf16), want);
-    }
+    const topology::ParallelPlan layout = plan(bf16);
+    const Run want = train(cpu, cpu_collectives, topology, layout);
+    std::unique_ptr<comm::Transport> transport = make(topology, gpu, mpi);
+    comm::Collectives gpu_collectives(*transport, mpi);
+    compare((std::string(what) + (bf16 ? ", bf16 gathers" : "")).c_str(), train(gpu, gpu_collectives, topology, layout),
+            want);
   }
+}
+
+}  // namespace
+
+GPU_TEST(engine_host_staged_matches_cpu) {
+  gpu_matches_cpu("host-staged", [](const topology::Topology&, backends::cuda::CudaBackend& gpu,
+                                    comm::MpiTransport& mpi) -> std::unique_ptr<comm::Transport> {
+    return std::make_unique<backends::cuda::HostStagedTransport>(gpu.stream(), mpi);
+  });
+}
+
+GPU_TEST(engine_nccl_matches_cpu) {
+  // The device CudaBackend{} picks (the same on every rank: ranks_share_gpus is collective and agreed).
+  if (backends::cuda::ranks_share_gpus(backends::cuda::device_for_this_process(), MPI_COMM_WORLD))
+    SKIP_CASE("ranks share GPUs here and NCCL needs one GPU per rank (runs with fewer ranks)");
+  gpu_matches_cpu("NCCL", [](const topology::Topology& topology, backends::cuda::CudaBackend& gpu,
+                             comm::MpiTransport&) -> std::unique_ptr<comm::Transport> {
+    return std::make_unique<backends::cuda::NcclTransport>(topology, gpu.device(), gpu.stream());
+  });
 }
 
 int main(int argc, char** argv) { return mics::cuda_test::run_mpi_tests(argc, argv); }

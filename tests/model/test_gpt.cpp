@@ -101,14 +101,14 @@ std::vector<std::int32_t> random_tokens(std::size_t n, int vocab, std::mt19937& 
 TEST_CASE("stages: forward and backward orders cover every unit", "[model][gpt]") {
   CpuBackend be(1);
   Gpt gpt(kTiny, be, kB, kT);
-  const auto fwd = gpt.forward_stages();
+  const auto fwd = model::forward_stages(gpt.layout().shape().layers);
   REQUIRE(fwd.size() == static_cast<std::size_t>(kTiny.layers) + 3);
   CHECK((fwd.front().kind == Stage::Kind::Embed && fwd.front().unit == 0));
   CHECK((fwd[1].kind == Stage::Kind::Block && fwd[1].unit == 1 && fwd[1].layer == 0));
   CHECK((fwd[2].kind == Stage::Kind::Block && fwd[2].unit == 2 && fwd[2].layer == 1));
   CHECK((fwd[3].kind == Stage::Kind::FinalNorm && fwd[3].unit == 3));
   CHECK((fwd[4].kind == Stage::Kind::Head && fwd[4].unit == 0));
-  const auto bwd = gpt.backward_stages();
+  const auto bwd = model::backward_stages(gpt.layout().shape().layers);
   REQUIRE(bwd.size() == fwd.size());
   CHECK((bwd[0].kind == Stage::Kind::Head && bwd[0].unit == 0));
   CHECK((bwd[1].kind == Stage::Kind::FinalNorm && bwd[1].unit == 3));
@@ -195,8 +195,8 @@ TEST_CASE("tied wte: the head and the embedding both contribute; padding rows ge
   auto inputs = random_tokens(kB * kT, 10, rng);
   const auto targets = random_tokens(kB * kT, kTiny.vocab, rng);
   gpt.set_batch(inputs.data(), targets.data());
-  for (const Stage& st : gpt.forward_stages()) gpt.forward(st, m.param_ptrs[static_cast<std::size_t>(st.unit)]);
-  const auto bwd = gpt.backward_stages();
+  for (const Stage& st : model::forward_stages(gpt.layout().shape().layers)) gpt.forward(st, m.param_ptrs[static_cast<std::size_t>(st.unit)]);
+  const auto bwd = model::backward_stages(gpt.layout().shape().layers);
   const int C = kTiny.channels;
   gpt.backward(bwd[0], m.param_ptrs[0], m.grad_ptrs[0], 1.0f);  // Head
   const auto head_only = download(be, m.grad_ptrs[0], layout.units()[0].numel);

@@ -10,7 +10,7 @@ using namespace mics;
 using namespace mics::model;
 
 namespace {
-// formats.md: N = Vp*C + maxT*C + L*(12*C*C + 13*C) + 2*C
+// docs/file-formats.md#parameter-count: N = Vp*C + maxT*C + L*(12*C*C + 13*C) + 2*C
 std::size_t formula_numel(const GptShape& s) {
   const std::size_t C = s.channels, L = s.layers;
   return s.padded_vocab * C + s.max_seq_len * C + L * (12 * C * C + 13 * C) + 2 * C;

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "mics/topology/plan.hpp"
 #include "mics/topology/topology.hpp"
 #include "mics/util/error.hpp"
 #include "mpi_world.hpp"
@@ -92,14 +93,14 @@ TEST_CASE("validate_shape accepts exactly the layouts whose groups never straddl
 }
 
 TEST_CASE("invalid shapes name their numbers", "[topology]") {
-  CHECK_THAT(error_of(6, 4, 2), Catch::Contains("world size 6 is not divisible by ranks_per_node 4"));
-  CHECK_THAT(error_of(4, 2, 8), Catch::Contains("partition_size 8 is larger than the world size 4"));
-  CHECK_THAT(error_of(8, 2, 6), Catch::Contains("world size 8 is not divisible by partition_size 6"));
-  CHECK_THAT(error_of(12, 4, 6), Catch::Contains("partition_size 6 spans nodes of 4 ranks"));
+  CHECK_THAT(error_of(6, 4, 2), Catch::Contains("world size 6 is not divisible by topology.ranks_per_node = 4"));
+  CHECK_THAT(error_of(4, 2, 8), Catch::Contains("parallel.partition_size = 8 is larger than the world size 4"));
+  CHECK_THAT(error_of(8, 2, 6), Catch::Contains("world size 8 is not divisible by parallel.partition_size = 6"));
+  CHECK_THAT(error_of(12, 4, 6), Catch::Contains("parallel.partition_size = 6 spans nodes of 4 ranks"));
   CHECK_THAT(error_of(12, 4, 6), Catch::Contains("whole nodes"));
-  CHECK_THAT(error_of(12, 6, 4), Catch::Contains("partition_size 4 does not divide ranks_per_node 6"));
-  CHECK_THAT(error_of(4, 0, 2), Catch::Contains("ranks per node 0"));
-  CHECK_THAT(error_of(4, 2, -1), Catch::Contains("partition_size -1"));
+  CHECK_THAT(error_of(12, 6, 4), Catch::Contains("parallel.partition_size = 4 does not divide topology.ranks_per_node = 6"));
+  CHECK_THAT(error_of(4, 0, 2), Catch::Contains("topology.ranks_per_node = 0"));
+  CHECK_THAT(error_of(4, 2, -1), Catch::Contains("parallel.partition_size = -1"));
 }
 
 TEST_CASE("SLURM_NTASKS must match the MPI world", "[topology]") {
@@ -141,7 +142,7 @@ TEST_CASE("communicators hold the ranks MiCS puts in each group", "[topology][mp
     for (int p = 1; p <= world; ++p) {
       if (!layout_valid(world, rpn, p)) continue;
       INFO("world " << world << " ranks_per_node " << rpn << " p " << p);
-      Topology t = Topology::create({rpn, p});
+      Topology t = mics::test::topology(rpn, p);
       const Shape& s = t.shape();
       const int L = s.ranks_per_node_in_partition;
       CHECK(members_of(t.world().handle()) == expected_members(world, [](int) { return true; }));
@@ -173,7 +174,8 @@ TEST_CASE("communicators hold the ranks MiCS puts in each group", "[topology][mp
 }
 
 TEST_CASE("detected nodes: every rank of this host shares one node", "[topology][mpi]") {
-  Topology t = Topology::create({});
+  const int rpn = mics::topology::detect_ranks_per_node(MPI_COMM_WORLD);
+  Topology t = Topology::create(validate_shape(mics::test::world_size(), rpn, 0));
   CHECK(t.shape().ranks_per_node == mics::test::world_size());
   CHECK(t.shape().partition_size == mics::test::world_size());
   CHECK(t.node().size() == mics::test::world_size());
@@ -181,14 +183,68 @@ TEST_CASE("detected nodes: every rank of this host shares one node", "[topology]
   CHECK_THAT(t.describe(), Catch::Contains("partition groups:"));
 }
 
-TEST_CASE("an invalid layout throws the same error on every rank", "[topology][mpi]") {
+TEST_CASE("an invalid layout is an input error naming the deck key", "[topology][mpi]") {
   const int world = mics::test::world_size();
   try {
-    Topology::create({world + 1, 0});
+    mics::test::topology(world + 1, 0);
     FAIL("ranks_per_node larger than the world must be rejected");
-  } catch (const mics::Error& e) {
+  } catch (const mics::InputError& e) {
     CHECK_THAT(std::string(e.what()),
-               Catch::Contains("world size " + std::to_string(world) + " is not divisible by ranks_per_node " +
+               Catch::Contains("world size " + std::to_string(world) + " is not divisible by topology.ranks_per_node = " +
                                std::to_string(world + 1)));
   }
+}
+
+TEST_CASE("the parallel plan: strategies are partition sizes, hierarchy only where a group spans nodes",
+          "[topology][plan]") {
+  using mics::config::ParallelOptions;
+  using mics::config::Strategy;
+  using mics::config::Switch;
+  using mics::topology::make_plan;
+  ParallelOptions mics_options;  // mics, partition_size auto, hierarchical auto
+  // 8 ranks as 4 nodes of 2: auto p = ranks per node, inside a node, flat.
+  auto plan = make_plan(mics_options, 4, 2, 8, 2);
+  CHECK(plan.shape.partition_size == 2);
+  CHECK(plan.shape.replicas == 4);
+  CHECK_FALSE(plan.hierarchical);
+  CHECK(plan.global_batch() == 4 * 2 * 8);
+  CHECK(plan.notes.empty());
+  // p = 4 spans 2 nodes: hierarchical unless switched off.
+  mics_options.partition_size = 4;
+  CHECK(make_plan(mics_options, 1, 1, 8, 2).hierarchical);
+  mics_options.hierarchical = Switch::off;
+  CHECK_FALSE(make_plan(mics_options, 1, 1, 8, 2).hierarchical);
+  mics_options.hierarchical = Switch::on;
+  mics_options.partition_size = 2;
+  plan = make_plan(mics_options, 1, 1, 8, 2);
+  CHECK_FALSE(plan.hierarchical);
+  REQUIRE(plan.notes.size() == 1);
+  CHECK_THAT(plan.notes[0], Catch::Contains("parallel.hierarchical = on"));
+  // zero3 is p = world, flat; ddp is p = 1; a partition_size given to them is noted, not used.
+  ParallelOptions zero3;
+  zero3.strategy = Strategy::zero3;
+  zero3.partition_size = 2;
+  zero3.partition_size_set = true;
+  plan = make_plan(zero3, 1, 1, 8, 2);
+  CHECK(plan.shape.partition_size == 8);
+  CHECK_FALSE(plan.hierarchical);
+  REQUIRE(plan.notes.size() == 1);
+  CHECK_THAT(plan.notes[0], Catch::Contains("ignored by strategy zero3"));
+  ParallelOptions ddp;
+  ddp.strategy = Strategy::ddp;
+  ddp.gather_dtype = mics::config::GatherDtype::bf16;
+  plan = make_plan(ddp, 1, 1, 8, 2);
+  CHECK(plan.shape.partition_size == 1);
+  CHECK(plan.shape.replicas == 8);
+  CHECK_FALSE(plan.sharded());
+  CHECK_FALSE(plan.gather_bf16);  // nothing is gathered
+  CHECK_THAT(plan.describe(), Catch::Contains("ddp p=1 r=8"));
+  // Errors name the deck key and the value.
+  ParallelOptions bad;
+  bad.partition_size = 3;
+  CHECK_THROWS_WITH(make_plan(bad, 1, 1, 8, 2), Catch::Contains("parallel.partition_size = 3"));
+  CHECK_THROWS_AS(make_plan(bad, 1, 1, 8, 2), mics::InputError);
+  CHECK_THROWS_WITH(make_plan(ParallelOptions{}, 0, 1, 8, 2), Catch::Contains("train.micro_batch = 0"));
+  CHECK_THROWS_WITH(make_plan(ParallelOptions{}, 1, 0, 8, 2), Catch::Contains("train.grad_accum = 0"));
+  CHECK_THROWS_WITH(make_plan(ParallelOptions{}, 1, 1, 6, 4), Catch::Contains("topology.ranks_per_node = 4"));
 }

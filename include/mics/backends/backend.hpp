@@ -14,6 +14,7 @@
 #include <string_view>
 #include <utility>
 
+#include "mics/config/options.hpp"
 #include "mics/util/bf16.hpp"
 
 namespace mics::backends {
@@ -162,9 +163,11 @@ void Buffer<T>::release() {
   count_ = 0;
 }
 
-// The deck's [backend]: device "cpu" (threads <= 0: OpenMP's default) or "cuda"; matmul "auto" (bf16 on cuda,
-// fp32 on cpu), "bf16" (cuda only) or "fp32". Throws mics::Error naming the key for what this build or
-// machine cannot do (no CUDA backend, no visible GPU, bf16 on the cpu).
-std::unique_ptr<Backend> make_backend(std::string_view device, int threads, std::string_view matmul = "auto");
+// The deck's [backend]: cpu (threads <= 0: OpenMP's default) or cuda; matmul auto (bf16 on cuda, fp32 on
+// cpu), bf16 (cuda only) or fp32. Throws InputError naming the key for what this build or machine cannot
+// do (no CUDA backend, no visible GPU, bf16 on the cpu).
+std::unique_ptr<Backend> make_backend(const config::BackendOptions& options);
+// The CPU backend with fp32 GEMMs (tests, benchmarks).
+std::unique_ptr<Backend> make_cpu_backend(int threads);
 
 }  // namespace mics::backends

@@ -1,4 +1,4 @@
-// Checkpoints of a training run (checkpoints.md): one directory per checkpoint,
+// Checkpoints of a training run (docs/checkpoint-format.md): one directory per checkpoint,
 //   <checkpoint.dir>/<run.name>/step_<N>/state.h5   (committed)
 //   <checkpoint.dir>/<run.name>/step_<N>.partial/   (being written, or abandoned by a crash)
 //   <checkpoint.dir>/<run.name>/latest              ("step_<N>": the newest committed checkpoint)
@@ -90,7 +90,7 @@ struct Retention {
 // reports its status, then world rank 0 commits (fsync, rename, `latest`) and prunes per `retention`.
 // Returns true on every rank when the checkpoint was committed; false (with a warning naming the
 // cause) when any writer failed: the previous checkpoint stays the latest.
-bool save(engine::Engine& engine, backends::Backend& backend, topology::Topology& topology,
+bool save(engine::Engine& engine, backends::Backend& backend, const topology::Topology& topology,
           const model::ParamLayout& layout, const Metadata& metadata, const std::filesystem::path& run_dir,
           const Retention& retention);
 
@@ -106,6 +106,6 @@ struct LoadResult {
   std::string error;
 };
 LoadResult load(const std::filesystem::path& checkpoint, engine::Engine& engine, backends::Backend& backend,
-                topology::Topology& topology, const model::ParamLayout& layout);
+                const topology::Topology& topology, const model::ParamLayout& layout);
 
 }  // namespace mics::checkpoint

@@ -1,5 +1,5 @@
 // `mics bench comm`: collective bandwidth over the MiCS groups, with nccl-tests conventions
-// (benchmarks.md): sizes from -b to -e stepping by -f, -w warm-up then -n timed iterations, time per op
+// (docs/benchmarks.md#collective-bandwidth): sizes from -b to -e stepping by -f, -w warm-up then -n timed iterations, time per op
 // averaged over ranks, algbw = S / t, busbw = algbw * (n-1)/n (all-gather, reduce-scatter) or
 // 2(n-1)/n (all-reduce), #wrong = output elements that differ from the exactly computable result.
 // Columns: size(B) is the whole gathered output / scattered input / reduced buffer; count is elements

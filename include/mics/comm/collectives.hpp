@@ -1,24 +1,37 @@
-// Typed collectives on a Communicator. The backend interface (Collectives) works on raw buffers
-// (pointer, count in ELEMENTS, DataType), so a NCCL implementation can replace the MPI one without
-// touching callers; the typed wrappers below check span sizes and pick the DataType.
-// Every collective records its analytic ring traffic on the communicator(s) it runs on.
+// Collectives in two layers.
+//
+// Transport: what an implementation provides (MPI, NCCL, MPI through pinned host buffers): every
+// data-channel operation once, non-blocking, on raw buffers in the memory it serves (host memory for
+// the CPU backend, device memory for CUDA), counts in ELEMENTS. A multi-stage operation (the hierarchical
+// all-gather) hides its stages behind its Request.
+//
+// Collectives: the typed layer everything else calls. It checks span sizes, picks the DataType, counts
+// each operation's traffic once (analytic ring bytes, per group kind: docs/algorithms.md#traffic-accounting), and
+// offers two channels:
+//   - the data channel (parameters, gradients): in the backend's memory, on the Transport, non-blocking;
+//     blocking is Request::wait();
+//   - the host channel (loss, norms, flags): host scalars, always MPI, complete on return.
+// So no implementation ever has to guess from a pointer which memory it was given.
 #pragma once
 #include <mpi.h>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
-#include <exception>
 #include <memory>
 #include <span>
 #include <string>
 #include <string_view>
 #include <type_traits>
 
-#include "mics/comm/communicator.hpp"
+#include "mics/topology/group.hpp"
 #include "mics/util/bf16.hpp"
 #include "mics/util/error.hpp"
 
 namespace mics::comm {
+
+using topology::Group;
+using topology::GroupKind;
 
 enum class DataType { f32, bf16, i32, i64, f64 };
 std::size_t size_of(DataType type);
@@ -34,209 +47,182 @@ constexpr DataType data_type_of() {
   else static_assert(sizeof(T) == 0, "no collective DataType for this element type");
 }
 
-// average = sum / (communicator size), for floating types only; bf16 sums in float and rounds each
-// partial sum to bf16 (so does the division).
+// average = sum / (group size), for floating types only; bf16 sums in float and rounds each partial sum
+// to bf16 (so does the division).
 enum class ReduceOp { sum, average, max };
 std::string_view to_string(ReduceOp op);
-
-// Shared by every Collectives implementation (MPI, NCCL, host-staged), so all check and count alike.
-// Throws mics::Error for an average of integers.
+// Throws InternalError for an average of integers (checked once, in the typed layer).
 void require_floating_for_average(DataType type, ReduceOp op);
-// Traffic of a broadcast (the root sends, the others receive) and of a hierarchical all-gather (ring
-// all-gathers: `count` elements per rank over inter_node, then count * J over intra_node).
-void record_broadcast(Communicator& comm, std::size_t count, DataType type, int root);
-void record_hierarchical_all_gather(Communicator& inter_node, Communicator& intra_node, std::size_t count,
-                                    std::size_t elem);
 
-// One collective in flight, as a backend sees it.
+// --- completion ------------------------------------------------------------------------------------------
+
+// One operation in flight, as an implementation sees it.
 class PendingCollective {
  public:
   virtual ~PendingCollective() = default;
-  virtual bool test() = 0;  // true once complete (progresses the operation)
-  virtual void wait() = 0;
+  virtual bool test() = 0;  // true once complete (progresses the operation, starts its next stage)
+  virtual void wait() = 0;  // complete: on the host (MPI) or for the compute stream's next work (NCCL)
 };
 
-// Move-only handle of a non-blocking collective. Buffers must stay alive and untouched until wait()
-// returns or test() returned true; destroying an unfinished handle waits for it.
-class Request {
+// Move-only handle of an operation in flight. Buffers must stay alive and untouched until wait() returns
+// or test() returned true. Destroying an unfinished handle waits for it: a failure there cannot be thrown
+// (destructors do not throw), so it ends the process through std::terminate (the mics command turns that
+// into a job abort with the reason), unless an earlier error is already unwinding.
+class [[nodiscard]] Request {
  public:
   Request() = default;  // already complete
   explicit Request(std::unique_ptr<PendingCollective> pending) : pending_(std::move(pending)) {}
   Request(Request&&) noexcept = default;
   Request& operator=(Request&& other) noexcept {
     if (this != &other) {
-      finish_noexcept();
+      finish_in_destructor();
       pending_ = std::move(other.pending_);
     }
     return *this;
   }
   Request(const Request&) = delete;
   Request& operator=(const Request&) = delete;
-  ~Request() { finish_noexcept(); }
+  ~Request() { finish_in_destructor(); }
 
   bool done() const { return pending_ == nullptr; }
   bool test() {
     if (pending_ && pending_->test()) pending_.reset();
     return done();
   }
-  void wait() { finish(); }
+  void wait() {
+    if (!pending_) return;
+    pending_->wait();
+    pending_.reset();
+  }
 
  private:
-  void finish() {
-    if (pending_) {
-      pending_->wait();
-      pending_.reset();
-    }
-  }
-  // For the destructor and move-assignment, which must not throw (that would end in std::terminate
-  // without a word). This rank cannot complete its part of the collective, so its peers would wait for it
-  // forever: the job stops with the reason, or, while an earlier error unwinds on its way to main()
-  // (which stops the job), with that error's reason.
-  void finish_noexcept() noexcept {
-    try {
-      finish();
-    } catch (const std::exception& e) {
-      pending_.reset();
-      if (std::uncaught_exceptions() == 0)
-        fatal_one(std::string("a collective failed while its handle was released: ") + e.what());
-    }
-  }
+  void finish_in_destructor() noexcept;
   std::unique_ptr<PendingCollective> pending_;
 };
 
-// The backend interface. Counts are elements: all_gather and hierarchical_all_gather take `count`
-// elements in per rank and write count * size out; reduce_scatter takes count * size in and writes
-// `count` out (block of this rank); all_reduce works on `count` elements (send == recv: in place).
+// --- the implementation interface ----------------------------------------------------------------------------
+
+// all_gather: `count` elements in per rank, count * size out (rank i's block at i * count).
+// hierarchical_all_gather: the same result over a partition group that spans nodes: inter-node gather among
+// the ranks with the same local index, then intra-node (docs/algorithms.md#hierarchical-all-gather).
+// reduce_scatter: count * size in, this rank's reduced block of `count` out (send != recv).
+// all_reduce: in place on `count` elements. broadcast: in place from `root`.
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  virtual std::string_view name() const = 0;  // "mpi", "nccl", "staged"
+  virtual Request all_gather(const void* send, void* recv, std::size_t count, DataType type, const Group& group) = 0;
+  virtual Request hierarchical_all_gather(const void* send, void* recv, std::size_t count, DataType type,
+                                          const Group& inter_node, const Group& intra_node) = 0;
+  virtual Request reduce_scatter(const void* send, void* recv, std::size_t count, DataType type, ReduceOp op,
+                                 const Group& group) = 0;
+  virtual Request all_reduce(void* buffer, std::size_t count, DataType type, ReduceOp op, const Group& group) = 0;
+  virtual Request broadcast(void* buffer, std::size_t count, DataType type, int root, const Group& group) = 0;
+  // Moves the operations in flight along. MPI advances non-blocking operations only inside MPI calls, and
+  // starts a hierarchical gather's second stage only once the first is seen complete: callers give it a
+  // turn between compute stages. NCCL needs none.
+  virtual void progress() {}
+};
+
+// --- traffic -------------------------------------------------------------------------------------------------
+
+// Traffic of this rank on one group kind since the last take.
+struct TrafficCounters {
+  std::uint64_t collectives = 0;          // operations issued (a barrier counts)
+  std::uint64_t bytes_sent = 0;           // by this rank
+  std::uint64_t bytes_received = 0;       // by this rank
+  std::uint64_t bytes_sent_off_node = 0;  // of bytes_sent, those to a ring neighbour on another node
+  int participants = 0;                   // group size
+};
+using Traffic = std::array<TrafficCounters, topology::kGroupKinds>;  // by GroupKind
+
+// Per-rank bytes of the ring algorithms (integer arithmetic, elem = element size in bytes):
+//   all-gather, c elements in per rank over n ranks:        sent = received = (n-1)*c*elem
+//   reduce-scatter, c elements out per rank:                 sent = received = (n-1)*c*elem
+//   all-reduce of N elements (reduce-scatter + all-gather):  sent = received = 2*(n-1)*N*elem/n
+//   broadcast of N elements: the root sends N*elem, every other rank receives N*elem; barrier: nothing
+std::uint64_t ring_all_gather_bytes(std::uint64_t count_per_rank, std::uint64_t elem, int ranks);
+std::uint64_t ring_reduce_scatter_bytes(std::uint64_t count_per_rank, std::uint64_t elem, int ranks);
+std::uint64_t ring_all_reduce_bytes(std::uint64_t count, std::uint64_t elem, int ranks);
+
+class MpiTransport;
+
+// --- the typed layer ------------------------------------------------------------------------------------------
+
 class Collectives {
  public:
-  virtual ~Collectives() = default;
+  // `data` moves the backend's memory; `host` (MPI) moves host scalars. Both must outlive this.
+  Collectives(Transport& data, MpiTransport& host);
+  Collectives(const Collectives&) = delete;
+  Collectives& operator=(const Collectives&) = delete;
 
-  virtual void all_gather(const void* send, void* recv, std::size_t count, DataType type, Communicator& comm) = 0;
-  virtual Request iall_gather(const void* send, void* recv, std::size_t count, DataType type,
-                              Communicator& comm) = 0;
-  // Over a partition group that spans nodes: inter-node all-gather among the ranks with the same local
-  // index, then intra-node; the result is bit-identical to all_gather over the partition group.
-  virtual void hierarchical_all_gather(const void* send, void* recv, std::size_t count, DataType type,
-                                       Communicator& inter_node, Communicator& intra_node) = 0;
-  virtual Request ihierarchical_all_gather(const void* send, void* recv, std::size_t count, DataType type,
-                                           Communicator& inter_node, Communicator& intra_node) = 0;
-  virtual void reduce_scatter(const void* send, void* recv, std::size_t count, DataType type, ReduceOp op,
-                              Communicator& comm) = 0;
-  virtual Request ireduce_scatter(const void* send, void* recv, std::size_t count, DataType type, ReduceOp op,
-                                  Communicator& comm) = 0;
-  virtual void all_reduce(const void* send, void* recv, std::size_t count, DataType type, ReduceOp op,
-                          Communicator& comm) = 0;
-  virtual Request iall_reduce(const void* send, void* recv, std::size_t count, DataType type, ReduceOp op,
-                              Communicator& comm) = 0;
-  virtual void broadcast(void* buffer, std::size_t count, DataType type, int root, Communicator& comm) = 0;
-  virtual Request ibroadcast(void* buffer, std::size_t count, DataType type, int root, Communicator& comm) = 0;
-  virtual void barrier(Communicator& comm) = 0;
-  virtual Request ibarrier(Communicator& comm) = 0;
-};
+  Transport& data_transport() { return data_; }
 
-// Collectives on MPI (host buffers). Owns the bf16 datatype and reduction operators: construct after
-// MPI_Init, destroy before MPI_Finalize (a destructor after it skips the frees).
-class MpiCollectives final : public Collectives {
- public:
-  MpiCollectives();
-  ~MpiCollectives() override;
-  MpiCollectives(const MpiCollectives&) = delete;
-  MpiCollectives& operator=(const MpiCollectives&) = delete;
+  // Data channel. T is deduced from the output span; with containers name it: all_gather<float>(...).
+  template <class T>
+  Request all_gather(std::span<const std::type_identity_t<T>> shard, std::span<T> full, const Group& group) {
+    expect_size("all_gather output", full.size(), shard.size() * static_cast<std::size_t>(group.size()));
+    count_all_gather(group, shard.size(), sizeof(T));
+    return data_.all_gather(shard.data(), full.data(), shard.size(), data_type_of<T>(), group);
+  }
+  template <class T>
+  Request hierarchical_all_gather(std::span<const std::type_identity_t<T>> shard, std::span<T> full,
+                                  const Group& inter_node, const Group& intra_node) {
+    expect_size("hierarchical all_gather output", full.size(),
+                shard.size() * static_cast<std::size_t>(inter_node.size() * intra_node.size()));
+    count_all_gather(inter_node, shard.size(), sizeof(T));
+    count_all_gather(intra_node, shard.size() * static_cast<std::size_t>(inter_node.size()), sizeof(T));
+    return data_.hierarchical_all_gather(shard.data(), full.data(), shard.size(), data_type_of<T>(), inter_node,
+                                         intra_node);
+  }
+  template <class T>
+  Request reduce_scatter(std::span<const std::type_identity_t<T>> full, std::span<T> shard, ReduceOp op,
+                         const Group& group) {
+    expect_size("reduce_scatter input", full.size(), shard.size() * static_cast<std::size_t>(group.size()));
+    const std::uint64_t bytes = ring_reduce_scatter_bytes(shard.size(), sizeof(T), group.size());
+    require_floating_for_average(data_type_of<T>(), op);
+    record(group, bytes, bytes);
+    return data_.reduce_scatter(full.data(), shard.data(), shard.size(), data_type_of<T>(), op, group);
+  }
+  template <class T>
+  Request all_reduce(std::span<T> in_place, ReduceOp op, const Group& group) {
+    const std::uint64_t bytes = ring_all_reduce_bytes(in_place.size(), sizeof(T), group.size());
+    require_floating_for_average(data_type_of<T>(), op);
+    record(group, bytes, bytes);
+    return data_.all_reduce(in_place.data(), in_place.size(), data_type_of<T>(), op, group);
+  }
+  template <class T>
+  Request broadcast(std::span<T> buffer, int root, const Group& group) {
+    count_broadcast(group, buffer.size() * sizeof(T), root);
+    return data_.broadcast(buffer.data(), buffer.size(), data_type_of<T>(), root, group);
+  }
 
-  void all_gather(const void* send, void* recv, std::size_t count, DataType type, Communicator& comm) override;
-  Request iall_gather(const void* send, void* recv, std::size_t count, DataType type, Communicator& comm) override;
-  void hierarchical_all_gather(const void* send, void* recv, std::size_t count, DataType type,
-                               Communicator& inter_node, Communicator& intra_node) override;
-  Request ihierarchical_all_gather(const void* send, void* recv, std::size_t count, DataType type,
-                                   Communicator& inter_node, Communicator& intra_node) override;
-  void reduce_scatter(const void* send, void* recv, std::size_t count, DataType type, ReduceOp op,
-                      Communicator& comm) override;
-  Request ireduce_scatter(const void* send, void* recv, std::size_t count, DataType type, ReduceOp op,
-                          Communicator& comm) override;
-  void all_reduce(const void* send, void* recv, std::size_t count, DataType type, ReduceOp op,
-                  Communicator& comm) override;
-  Request iall_reduce(const void* send, void* recv, std::size_t count, DataType type, ReduceOp op,
-                      Communicator& comm) override;
-  void broadcast(void* buffer, std::size_t count, DataType type, int root, Communicator& comm) override;
-  Request ibroadcast(void* buffer, std::size_t count, DataType type, int root, Communicator& comm) override;
-  void barrier(Communicator& comm) override;
-  Request ibarrier(Communicator& comm) override;
+  // Host channel: host memory, MPI, complete on return.
+  template <class T>
+  void host_all_reduce(std::span<T> in_place, ReduceOp op, const Group& group) {
+    const std::uint64_t bytes = ring_all_reduce_bytes(in_place.size(), sizeof(T), group.size());
+    require_floating_for_average(data_type_of<T>(), op);
+    record(group, bytes, bytes);
+    host_all_reduce_raw(in_place.data(), in_place.size(), data_type_of<T>(), op, group);
+  }
+  void barrier(const Group& group);
 
-  MPI_Datatype mpi_type(DataType type) const;
-  MPI_Op mpi_op(DataType type, ReduceOp op) const;  // average maps to the sum operator
+  // Gives the data channel's operations in flight a turn (Transport::progress).
+  void progress() { data_.progress(); }
+
+  // What this rank moved per group kind since the last take; the counters restart from zero.
+  Traffic take_traffic();
 
  private:
-  MPI_Datatype bf16_type_ = MPI_DATATYPE_NULL;
-  MPI_Op bf16_sum_ = MPI_OP_NULL;
-  MPI_Op bf16_max_ = MPI_OP_NULL;
+  static void expect_size(std::string_view what, std::size_t got, std::size_t expected);
+  void count_all_gather(const Group& group, std::size_t count, std::size_t elem);
+  void count_broadcast(const Group& group, std::size_t bytes, int root);
+  void record(const Group& group, std::uint64_t sent, std::uint64_t received);
+  void host_all_reduce_raw(void* buffer, std::size_t count, DataType type, ReduceOp op, const Group& group);
+
+  Transport& data_;
+  MpiTransport& host_;
+  Traffic traffic_{};
 };
-
-// --- typed wrappers ------------------------------------------------------------------------------
-// T is deduced from the output span; with containers, name it: all_gather<float>(c, shard, full, comm).
-namespace detail {
-[[noreturn]] void size_mismatch(std::string_view what, std::size_t got, std::size_t expected);
-template <class T>
-void expect_size(std::string_view what, std::span<T> buffer, std::size_t expected) {
-  if (buffer.size() != expected) size_mismatch(what, buffer.size(), expected);
-}
-}  // namespace detail
-
-template <class T>
-void all_gather(Collectives& c, std::span<const std::type_identity_t<T>> shard, std::span<T> full, Communicator& comm) {
-  detail::expect_size("all_gather output", full, shard.size() * static_cast<std::size_t>(comm.size()));
-  c.all_gather(shard.data(), full.data(), shard.size(), data_type_of<T>(), comm);
-}
-template <class T>
-Request iall_gather(Collectives& c, std::span<const std::type_identity_t<T>> shard, std::span<T> full, Communicator& comm) {
-  detail::expect_size("all_gather output", full, shard.size() * static_cast<std::size_t>(comm.size()));
-  return c.iall_gather(shard.data(), full.data(), shard.size(), data_type_of<T>(), comm);
-}
-template <class T>
-void hierarchical_all_gather(Collectives& c, std::span<const std::type_identity_t<T>> shard, std::span<T> full, Communicator& inter_node,
-                             Communicator& intra_node) {
-  detail::expect_size("hierarchical all_gather output", full,
-                      shard.size() * static_cast<std::size_t>(inter_node.size() * intra_node.size()));
-  c.hierarchical_all_gather(shard.data(), full.data(), shard.size(), data_type_of<T>(), inter_node, intra_node);
-}
-template <class T>
-Request ihierarchical_all_gather(Collectives& c, std::span<const std::type_identity_t<T>> shard, std::span<T> full,
-                                 Communicator& inter_node, Communicator& intra_node) {
-  detail::expect_size("hierarchical all_gather output", full,
-                      shard.size() * static_cast<std::size_t>(inter_node.size() * intra_node.size()));
-  return c.ihierarchical_all_gather(shard.data(), full.data(), shard.size(), data_type_of<T>(), inter_node,
-                                    intra_node);
-}
-template <class T>
-void reduce_scatter(Collectives& c, std::span<const std::type_identity_t<T>> full, std::span<T> shard, ReduceOp op, Communicator& comm) {
-  detail::expect_size("reduce_scatter input", full, shard.size() * static_cast<std::size_t>(comm.size()));
-  c.reduce_scatter(full.data(), shard.data(), shard.size(), data_type_of<T>(), op, comm);
-}
-template <class T>
-Request ireduce_scatter(Collectives& c, std::span<const std::type_identity_t<T>> full, std::span<T> shard, ReduceOp op,
-                        Communicator& comm) {
-  detail::expect_size("reduce_scatter input", full, shard.size() * static_cast<std::size_t>(comm.size()));
-  return c.ireduce_scatter(full.data(), shard.data(), shard.size(), data_type_of<T>(), op, comm);
-}
-template <class T>
-void all_reduce(Collectives& c, std::span<const std::type_identity_t<T>> in, std::span<T> out, ReduceOp op, Communicator& comm) {
-  detail::expect_size("all_reduce output", out, in.size());
-  c.all_reduce(in.data(), out.data(), in.size(), data_type_of<T>(), op, comm);
-}
-template <class T>
-void all_reduce(Collectives& c, std::span<T> in_place, ReduceOp op, Communicator& comm) {
-  c.all_reduce(in_place.data(), in_place.data(), in_place.size(), data_type_of<T>(), op, comm);
-}
-template <class T>
-Request iall_reduce(Collectives& c, std::span<T> in_place, ReduceOp op, Communicator& comm) {
-  return c.iall_reduce(in_place.data(), in_place.data(), in_place.size(), data_type_of<T>(), op, comm);
-}
-template <class T>
-void broadcast(Collectives& c, std::span<T> buffer, int root, Communicator& comm) {
-  c.broadcast(buffer.data(), buffer.size(), data_type_of<T>(), root, comm);
-}
-template <class T>
-Request ibroadcast(Collectives& c, std::span<T> buffer, int root, Communicator& comm) {
-  return c.ibroadcast(buffer.data(), buffer.size(), data_type_of<T>(), root, comm);
-}
 
 }  // namespace mics::comm

@@ -71,7 +71,7 @@ class Config {
 std::variant<Config, std::string> try_load(MPI_Comm comm, const std::optional<std::string>& deck_path,
                                            const std::vector<std::string>& overrides);
 // Rank 0 reads the deck file and parses it with the overrides; the outcome (the effective deck, or the
-// error) is broadcast over `comm`. On error every rank stops through fatal_all with the message.
+// error) is broadcast over `comm`. On error every rank throws the same InputError (all ranks).
 Config load(MPI_Comm comm, const std::optional<std::string>& deck_path,
             const std::vector<std::string>& overrides);
 

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "mics/backends/backend.hpp"
+#include "mics/config/options.hpp"
 
 namespace mics::model {
 
@@ -37,6 +38,15 @@ GptShape preset_shape(std::string_view name);
 std::vector<std::string> preset_names();
 // Throws mics::Error naming the bad value (non-positive sizes, C not divisible by NH, Vp < V ...).
 void validate_shape(const GptShape& shape);
+
+// The model a deck describes: the preset's shape with the [model] keys that are not auto overriding it,
+// and the sequence length (auto: the preset's maximum). Validated once; throws InputError naming the key.
+struct ModelSpec {
+  std::string preset;
+  GptShape shape;
+  int seq_len = 0;  // T <= shape.max_seq_len
+};
+ModelSpec resolve_model(const config::ModelOptions& options);
 
 // The first field in which two shapes differ (for "the file has X = a but the model has b" errors).
 struct ShapeDifference {
@@ -83,6 +93,11 @@ struct Stage {
   int layer = -1;  // for Block
 };
 
+// The stages in the order they run: forward Embed(unit 0), Block(units 1..L), FinalNorm(unit L+1), Head(unit 0);
+// backward the reverse: Head, FinalNorm, Block(L..1), Embed.
+std::vector<Stage> forward_stages(int layers);
+std::vector<Stage> backward_stages(int layers);
+
 // GPT-2 forward and backward for one micro-batch (B, T), stage by stage. Owns its activations (allocated
 // once, in backend memory); the engine owns parameter and gradient buffers and passes each stage its
 // unit's flat buffers.
@@ -97,17 +112,15 @@ class Gpt {
   int micro_batch() const { return B_; }
   int seq_len() const { return T_; }
 
-  std::vector<Stage> forward_stages() const;   // Embed(unit 0), Block(unit 1..L), FinalNorm(unit L+1), Head(unit 0)
-  std::vector<Stage> backward_stages() const;  // Head(unit 0), FinalNorm(unit L+1), Block(unit L..1), Embed(unit 0)
 
   // Host pointers, B*T token ids each, every id in [0, V) (else mics::Error naming it); copied to backend memory.
   void set_batch(const std::int32_t* inputs, const std::int32_t* targets);
-  // unit_params: that unit's gathered flat buffer (backend memory). Stages must run in forward_stages() order.
+  // unit_params: that unit's gathered flat buffer (backend memory). Stages must run in forward_stages order.
   void forward(const Stage& stage, const float* unit_params);
   // Mean cross-entropy over the B*T positions, valid after the Head forward (also after the backward:
   // the per-position losses are kept). The first call per batch waits for the device.
   float loss() const;
-  // ACCUMULATES (+=) the gradient of grad_scale * loss into unit_grads. Stages run in backward_stages()
+  // ACCUMULATES (+=) the gradient of grad_scale * loss into unit_grads. Stages run in backward_stages
   // order after a full forward; the Head stage starts the chain, so grad_scale must be the same for all
   // stages of one backward pass.
   void backward(const Stage& stage, const float* unit_params, float* unit_grads, float grad_scale);

@@ -1,4 +1,4 @@
-// MiCS process groups (mics.md, Groups): n ranks in r = n / p partition groups of p consecutive ranks
+// MiCS process groups (docs/algorithms.md#groups): n ranks in r = n / p partition groups of p consecutive ranks
 // (model states sharded inside), replication groups of the ranks holding the same shard, and, when a
 // partition group spans J nodes of L ranks each, intra-node and inter-node sub-groups for the
 // hierarchical all-gather. Ranks must be placed in blocks: node = rank / ranks_per_node.
@@ -8,14 +8,9 @@
 #include <optional>
 #include <string>
 
-#include "mics/comm/communicator.hpp"
+#include "mics/topology/group.hpp"
 
 namespace mics::topology {
-
-struct TopologyOptions {
-  int ranks_per_node = 0;  // 0: detect with MPI_Comm_split_type(MPI_COMM_TYPE_SHARED); else emulated nodes
-  int partition_size = 0;  // p; 0: ranks per node
-};
 
 // The arithmetic of a valid layout.
 struct Shape {
@@ -33,7 +28,7 @@ struct Shape {
 // the same number of ranks, placed in consecutive blocks; throws the same mics::Error on every rank.
 int detect_ranks_per_node(MPI_Comm world);
 
-// Pure validation (no MPI): throws mics::Error naming the numbers at fault.
+// Pure validation (no MPI): throws InputError naming the deck keys and numbers at fault.
 // partition_size 0 means ranks_per_node.
 Shape validate_shape(int world, int ranks_per_node, int partition_size);
 
@@ -56,42 +51,34 @@ struct Placement {
 
 class Topology {
  public:
-  // Collective over `world`. Throws mics::Error (the same on every rank) for an invalid layout.
-  static Topology create(const TopologyOptions& options, MPI_Comm world = MPI_COMM_WORLD);
+  // Collective over `world`, whose size must be shape.world: the groups of a validated shape (the plan's).
+  static Topology create(const Shape& shape, MPI_Comm world = MPI_COMM_WORLD);
 
   const Shape& shape() const { return shape_; }
   const Placement& placement() const { return placement_; }
 
-  comm::Communicator& world() { return world_; }
-  comm::Communicator& node() { return node_; }
-  comm::Communicator& partition() { return partition_; }
-  comm::Communicator& replication() { return replication_; }
+  const Group& world() const { return world_; }
+  const Group& node() const { return node_; }
+  const Group& partition() const { return partition_; }
+  const Group& replication() const { return replication_; }
   // Only when the partition group spans nodes (shape().spans_nodes()); otherwise not valid().
-  comm::Communicator& intra_node() { return intra_node_; }
-  comm::Communicator& inter_node() { return inter_node_; }
-  const comm::Communicator& world() const { return world_; }
-  const comm::Communicator& partition() const { return partition_; }
-  const comm::Communicator& replication() const { return replication_; }
-  const comm::Communicator& intra_node() const { return intra_node_; }
-  const comm::Communicator& inter_node() const { return inter_node_; }
-  const comm::Communicator& node() const { return node_; }
+  const Group& intra_node() const { return intra_node_; }
+  const Group& inter_node() const { return inter_node_; }
 
   // Compact multi-line summary: sizes and the group map.
   std::string describe() const;
-
-  void reset_counters();
 
  private:
   Topology() = default;
 
   Shape shape_;
   Placement placement_;
-  comm::Communicator world_;
-  comm::Communicator node_;
-  comm::Communicator partition_;
-  comm::Communicator replication_;
-  comm::Communicator intra_node_;
-  comm::Communicator inter_node_;
+  Group world_;
+  Group node_;
+  Group partition_;
+  Group replication_;
+  Group intra_node_;
+  Group inter_node_;
 };
 
 // The group map lines of describe(), from the shape alone (also used by tests):

@@ -14,12 +14,12 @@ std::string where(const char* file, int line, const char* call) {
 }  // namespace
 
 void cuda_failed(const char* file, int line, const char* call, cudaError_t error) {
-  throw Error("CUDA error at " + where(file, line, call) + ": " + cudaGetErrorName(error) + " (" +
+  throw PeerError("CUDA error at " + where(file, line, call) + ": " + cudaGetErrorName(error) + " (" +
               cudaGetErrorString(error) + ")");
 }
 
 void cublas_failed(const char* file, int line, const char* call, cublasStatus_t status) {
-  throw Error("cuBLAS error at " + where(file, line, call) + ": " + cublasGetStatusName(status) + " (" +
+  throw PeerError("cuBLAS error at " + where(file, line, call) + ": " + cublasGetStatusName(status) + " (" +
               cublasGetStatusString(status) + ")");
 }
 

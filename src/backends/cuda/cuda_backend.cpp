@@ -14,7 +14,7 @@ int choose_device(int requested) {
   if (requested < 0) return device_for_this_process();  // throws when no device is visible
   const int count = device_count();
   if (requested >= count) {
-    throw Error("CUDA device " + std::to_string(requested) + " requested but only " + std::to_string(count) +
+    throw InputError("CUDA device " + std::to_string(requested) + " requested but only " + std::to_string(count) +
                 " are visible");
   }
   return requested;

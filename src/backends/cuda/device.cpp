@@ -32,7 +32,7 @@ int local_rank_from_env() {
 
 int device_for_this_process() {
   const int count = device_count();
-  if (count == 0) throw Error("backend.device = cuda but no CUDA device is visible");
+  if (count == 0) throw InputError("backend.device = cuda but no CUDA device is visible");
   return local_rank_from_env() % count;
 }
 

@@ -1,4 +1,4 @@
-// Error checks for the CUDA runtime and cuBLAS (llm.c style): a failed call throws mics::Error whose
+// Error checks for the CUDA runtime and cuBLAS (llm.c style): a failed call throws mics::PeerError (a device failure) whose
 // message names the call, the file and the line, and the library's own error string. Destructors use the
 // *_WARN forms, which print the same message to stderr and carry on (a destructor must not throw).
 // Needs only CUDA: no MPI, so the kernels and their tests build on a bare GPU machine.

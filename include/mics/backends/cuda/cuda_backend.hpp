@@ -1,7 +1,7 @@
 // The CUDA backend: device memory, every op as a CUDA kernel or a cuBLAS GEMM, all on one compute
 // stream (synchronize() waits for it). fp32 storage throughout; MatmulPrecision picks exact fp32 GEMMs or
 // bf16 tensor cores with fp32 accumulation. Needs only CUDA (no MPI): the collectives that move this
-// backend's memory live in mics_cuda_comm (nccl_collectives.hpp, host_staged_collectives.hpp).
+// backend's memory live in mics_cuda_comm (nccl_transport.hpp, host_staged_transport.hpp).
 #pragma once
 #include <cuda_runtime.h>
 

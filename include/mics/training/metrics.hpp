@@ -6,7 +6,7 @@
 
 #include "mics/engine/engine.hpp"
 
-namespace mics::engine {
+namespace mics::training {
 
 struct StepRecord {
   int step = 0;  // 0-based
@@ -16,8 +16,8 @@ struct StepRecord {
   double grad_norm = 0;
   double tokens_per_s = 0;
   double flops_per_s = 0;  // model FLOP/s: tokens/s * (6N + 6LCT)
-  StepTimes times;
-  StepTraffic traffic;
+  engine::StepTimes times;
+  comm::Traffic traffic;
 };
 
 // One JSON object on one line.
@@ -46,4 +46,4 @@ std::string format_duration(double seconds);
 // 1234567 -> "1.23 MB" (decimal units, as nccl-tests)
 std::string format_bytes(double bytes);
 
-}  // namespace mics::engine
+}  // namespace mics::training

@@ -1,18 +1,19 @@
-// Checkpoints seen from the training loop: resume per train.resume, and after every optimizer step the
-// collective decision to write (checkpoint.every_steps, checkpoint.every_minutes on rank 0's clock,
-// SIGUSR1/SIGTERM on any rank) followed, after a signal, by the request to stop and be requeued.
+// Checkpoints seen from the run loop: resume per train.resume, and after every optimizer step the
+// collective decision to write one (checkpoint.every_steps, checkpoint.every_minutes on rank 0's clock,
+// a stop signal on any rank), followed, after a signal, by the request to stop and be requeued.
 #pragma once
 #include <chrono>
-#include <signal.h>
 #include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <string>
 
 #include "mics/checkpoint/checkpoint.hpp"
-#include "mics/config/config.hpp"
+#include "mics/config/options.hpp"
+#include "mics/topology/plan.hpp"
+#include "mics/training/stop_signals.hpp"
 
-namespace mics::checkpoint {
+namespace mics::training {
 
 // Where a resumed run continues.
 struct ResumePoint {
@@ -20,20 +21,21 @@ struct ResumePoint {
   std::int64_t tokens_seen = 0;
 };
 
-class TrainingCheckpoints {
+class RunCheckpoints {
  public:
-  // Installs the SIGUSR1 and SIGTERM handlers (they only set a flag); the destructor restores the
-  // previous ones. At most one instance at a time.
-  TrainingCheckpoints(const config::Config& cfg, engine::Engine& engine, backends::Backend& backend,
-                      topology::Topology& topology, const model::ParamLayout& layout);
-  ~TrainingCheckpoints();
-  TrainingCheckpoints(const TrainingCheckpoints&) = delete;
-  TrainingCheckpoints& operator=(const TrainingCheckpoints&) = delete;
+  RunCheckpoints(const config::Options& options, const topology::ParallelPlan& plan, engine::Engine& engine,
+                 backends::Backend& backend, const topology::Topology& topology, const model::ParamLayout& layout,
+                 const StopSignals& signals);
+  RunCheckpoints(const RunCheckpoints&) = delete;
+  RunCheckpoints& operator=(const RunCheckpoints&) = delete;
+
+  const std::filesystem::path& run_dir() const { return run_dir_; }
 
   // Collective over the world. train.resume = never: nullopt. auto: the checkpoint `latest` names in
   // <checkpoint.dir>/<run.name> (uncommitted or unreadable ones are skipped with a warning naming them,
-  // falling back to older ones), nullopt when the run has none. PATH: that checkpoint, or every rank
-  // stops with an error naming it. On success the engine holds the checkpoint's states.
+  // falling back to older ones), nullopt when the run has none. PATH: that checkpoint. On success the
+  // engine holds the checkpoint's states; when nothing usable is found, every rank throws the same
+  // PeerError naming the checkpoint.
   std::optional<ResumePoint> resume();
 
   enum class Next { train_on, stop_for_requeue };
@@ -42,24 +44,21 @@ class TrainingCheckpoints {
   // caller exits with kExitRequeue.
   Next after_step(std::int64_t steps_done, std::int64_t tokens_seen, bool training_complete);
 
-
  private:
   using Clock = std::chrono::steady_clock;
   bool write(std::int64_t steps_done, std::int64_t tokens_seen);
   std::optional<ResumePoint> load_or_explain(const std::filesystem::path& path, std::string& error);
 
-  const config::Config& cfg_;
+  const config::Options& options_;
+  const topology::ParallelPlan& plan_;
   engine::Engine& engine_;
   backends::Backend& backend_;
-  topology::Topology& topology_;
+  const topology::Topology& topology_;
   const model::ParamLayout& layout_;
+  const StopSignals& signals_;
   std::filesystem::path run_dir_;
-  int every_steps_ = 0;
-  double every_seconds_ = 0;
-  Retention retention_;
+  checkpoint::Retention retention_;
   Clock::time_point last_write_;
-  struct sigaction previous_usr1_ {};
-  struct sigaction previous_term_ {};
 };
 
-}  // namespace mics::checkpoint
+}  // namespace mics::training

@@ -1,4 +1,4 @@
-#include "mics/engine/metrics.hpp"
+#include "mics/training/metrics.hpp"
 
 #include <algorithm>
 #include <cstdlib>
@@ -8,7 +8,7 @@
 
 #include "mics/util/error.hpp"
 
-namespace mics::engine {
+namespace mics::training {
 
 namespace {
 std::string number(double value) {
@@ -31,7 +31,7 @@ std::string to_json(const StepRecord& r) {
   for (std::size_t k = 0; k < r.traffic.size(); ++k) {
     const comm::TrafficCounters& t = r.traffic[k];
     if (t.participants == 0) continue;
-    os << (first ? "" : ",") << '"' << comm::to_string(static_cast<comm::GroupKind>(k)) << "\":{\"collectives\":"
+    os << (first ? "" : ",") << '"' << topology::to_string(static_cast<topology::GroupKind>(k)) << "\":{\"collectives\":"
        << t.collectives << ",\"bytes_sent\":" << t.bytes_sent << ",\"bytes_received\":" << t.bytes_received
        << ",\"bytes_sent_off_node\":" << t.bytes_sent_off_node << ",\"participants\":" << t.participants << '}';
     first = false;
@@ -58,10 +58,10 @@ MetricsWriter::MetricsWriter(const std::string& path, long resumed_step) : path_
     rewrite << kept;
     rewrite.close();
     if (!rewrite || std::rename(tmp.c_str(), path.c_str()) != 0)
-      throw Error("run.dir: cannot write metrics file '" + path + "'");
+      throw InputError("run.dir: cannot write metrics file '" + path + "'");
   }
   out_.open(path, std::ios::app);
-  if (!out_) throw Error("run.dir: cannot write metrics file '" + path + "'");
+  if (!out_) throw InputError("run.dir: cannot write metrics file '" + path + "'");
 }
 
 void MetricsWriter::write(const StepRecord& record) { write_line(to_json(record)); }
@@ -102,4 +102,4 @@ std::string format_bytes(double bytes) {
   return text;
 }
 
-}  // namespace mics::engine
+}  // namespace mics::training

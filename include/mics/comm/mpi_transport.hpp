@@ -1,0 +1,55 @@
+// The MPI implementation of the data channel (host memory: the CPU backend, and the staging buffers of the
+// host-staged device collectives), and the host channel every backend uses for scalars.
+// Owns the bf16 datatype and reduction operators: construct after MPI_Init, destroy before MPI_Finalize
+// (a destructor after it skips the frees).
+#pragma once
+#include <mpi.h>
+
+#include <vector>
+
+#include "mics/comm/collectives.hpp"
+
+namespace mics::comm {
+
+class MpiTransport final : public Transport {
+ public:
+  MpiTransport();
+  ~MpiTransport() override;
+  MpiTransport(const MpiTransport&) = delete;
+  MpiTransport& operator=(const MpiTransport&) = delete;
+
+  std::string_view name() const override { return "mpi"; }
+  Request all_gather(const void* send, void* recv, std::size_t count, DataType type, const Group& group) override;
+  // Stage 1 gathers shards l, L+l, 2L+l, ... from the inter-node group straight into their slots; stage 2
+  // (started when stage 1 is seen complete) gathers in place over the intra-node group.
+  Request hierarchical_all_gather(const void* send, void* recv, std::size_t count, DataType type,
+                                  const Group& inter_node, const Group& intra_node) override;
+  Request reduce_scatter(const void* send, void* recv, std::size_t count, DataType type, ReduceOp op,
+                         const Group& group) override;
+  Request all_reduce(void* buffer, std::size_t count, DataType type, ReduceOp op, const Group& group) override;
+  Request broadcast(void* buffer, std::size_t count, DataType type, int root, const Group& group) override;
+  // Tests every operation in flight, oldest first.
+  void progress() override;
+
+  // The host channel (blocking): in-place all-reduce and barrier.
+  void host_all_reduce(void* buffer, std::size_t count, DataType type, ReduceOp op, const Group& group);
+  void barrier(const Group& group);
+
+  MPI_Datatype mpi_type(DataType type) const;
+  MPI_Op mpi_op(DataType type, ReduceOp op) const;  // average maps to the sum operator
+
+ private:
+  class Pending;
+  class TwoStage;
+  friend class Pending;
+  friend class TwoStage;
+  void track(PendingCollective* op) { in_flight_.push_back(op); }
+  void untrack(PendingCollective* op);
+
+  MPI_Datatype bf16_type_ = MPI_DATATYPE_NULL;
+  MPI_Op bf16_sum_ = MPI_OP_NULL;
+  MPI_Op bf16_max_ = MPI_OP_NULL;
+  std::vector<PendingCollective*> in_flight_;  // registered by each operation while it is unfinished
+};
+
+}  // namespace mics::comm

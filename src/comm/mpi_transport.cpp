@@ -1,0 +1,307 @@
+// MPI on host memory: the data channel of the CPU backend, and the host channel of every backend.
+#include "mics/comm/mpi_transport.hpp"
+
+#include <algorithm>
+#include <climits>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace mics::comm {
+
+namespace {
+
+// bf16 reductions: combine in float, round the result back to bf16.
+void bf16_sum(void* in, void* inout, int* len, MPI_Datatype*) {
+  const bf16* a = static_cast<const bf16*>(in);
+  bf16* b = static_cast<bf16*>(inout);
+  for (int i = 0; i < *len; ++i) b[i] = bf16(a[i].to_float() + b[i].to_float());
+}
+void bf16_max(void* in, void* inout, int* len, MPI_Datatype*) {
+  const bf16* a = static_cast<const bf16*>(in);
+  bf16* b = static_cast<bf16*>(inout);
+  for (int i = 0; i < *len; ++i) {
+    if (a[i].to_float() > b[i].to_float()) b[i] = a[i];
+  }
+}
+
+int int_count(std::size_t count) {
+  if (count > static_cast<std::size_t>(INT_MAX)) {
+    throw InputError("collective of " + std::to_string(count) + " elements exceeds the MPI count limit " +
+                std::to_string(INT_MAX));
+  }
+  return static_cast<int>(count);
+}
+
+// Divide `count` elements by `divisor` in place (the second half of an average).
+void divide(void* buffer, std::size_t count, DataType type, int divisor) {
+  switch (type) {
+    case DataType::f32: {
+      float* x = static_cast<float*>(buffer);
+      const float d = static_cast<float>(divisor);
+      for (std::size_t i = 0; i < count; ++i) x[i] /= d;
+      break;
+    }
+    case DataType::f64: {
+      double* x = static_cast<double*>(buffer);
+      const double d = divisor;
+      for (std::size_t i = 0; i < count; ++i) x[i] /= d;
+      break;
+    }
+    case DataType::bf16: {
+      bf16* x = static_cast<bf16*>(buffer);
+      const float d = static_cast<float>(divisor);
+      for (std::size_t i = 0; i < count; ++i) x[i] = bf16(x[i].to_float() / d);
+      break;
+    }
+    case DataType::i32:
+    case DataType::i64: break;  // rejected before the collective ran
+  }
+}
+
+// A committed derived datatype, freed with its owner.
+class OwnedType {
+ public:
+  explicit OwnedType(MPI_Datatype type) : type_(type) { MICS_MPI_CHECK(MPI_Type_commit(&type_)); }
+  ~OwnedType() {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (type_ != MPI_DATATYPE_NULL && !finalized) MPI_Type_free(&type_);
+  }
+  OwnedType(OwnedType&& other) noexcept : type_(std::exchange(other.type_, MPI_DATATYPE_NULL)) {}
+  OwnedType& operator=(OwnedType&&) = delete;
+  OwnedType(const OwnedType&) = delete;
+  OwnedType& operator=(const OwnedType&) = delete;
+  MPI_Datatype get() const { return type_; }
+
+ private:
+  MPI_Datatype type_;
+};
+
+// `count` elements of `base`, placed every `stride` elements `blocks` times, with extent `extent`
+// elements, so consecutive items of this type interleave.
+OwnedType strided_type(MPI_Datatype base, std::size_t elem, int blocks, int count, std::size_t stride,
+                       std::size_t extent) {
+  MPI_Datatype vector = MPI_DATATYPE_NULL, resized = MPI_DATATYPE_NULL;
+  MICS_MPI_CHECK(MPI_Type_vector(blocks, count, static_cast<int>(stride), base, &vector));
+  MICS_MPI_CHECK(MPI_Type_create_resized(vector, 0, static_cast<MPI_Aint>(extent * elem), &resized));
+  MICS_MPI_CHECK(MPI_Type_free(&vector));
+  return OwnedType(resized);
+}
+
+std::function<void()> average_step(void* recv, std::size_t count, DataType type, ReduceOp op, int ranks) {
+  if (op != ReduceOp::average) return {};
+  return [recv, count, type, ranks] { divide(recv, count, type, ranks); };
+}
+
+}  // namespace
+
+
+// One MPI request plus what must happen (average division) or stay alive (datatypes) until it ends. A
+// tracked one is on its transport's in-flight list until it completes, so progress() reaches it.
+class MpiTransport::Pending final : public PendingCollective {
+ public:
+  Pending(MpiTransport* tracker, MPI_Request request, std::function<void()> on_complete,
+          std::vector<OwnedType> types = {})
+      : tracker_(tracker), request_(request), on_complete_(std::move(on_complete)), types_(std::move(types)) {
+    if (tracker_) tracker_->track(this);
+  }
+  ~Pending() override {
+    if (request_ != MPI_REQUEST_NULL) {
+      // Unfinished (an error unwinds past it): the buffers are about to go, so the request must end first.
+      MPI_Wait(&request_, MPI_STATUS_IGNORE);
+    }
+    if (tracker_) tracker_->untrack(this);
+  }
+  bool test() override {
+    if (request_ == MPI_REQUEST_NULL) return true;
+    int flag = 0;
+    MICS_MPI_CHECK(MPI_Test(&request_, &flag, MPI_STATUS_IGNORE));
+    if (flag) complete();
+    return flag != 0;
+  }
+  void wait() override {
+    if (request_ == MPI_REQUEST_NULL) return;
+    MICS_MPI_CHECK(MPI_Wait(&request_, MPI_STATUS_IGNORE));
+    complete();
+  }
+
+ private:
+  void complete() {
+    request_ = MPI_REQUEST_NULL;
+    if (tracker_) tracker_->untrack(this);
+    tracker_ = nullptr;
+    if (on_complete_) on_complete_();
+    types_.clear();
+  }
+  MpiTransport* tracker_;
+  MPI_Request request_;
+  std::function<void()> on_complete_;
+  std::vector<OwnedType> types_;
+};
+
+// Two stages: the first runs, and whichever test()/wait() sees it end starts the second. Only the whole is
+// tracked (its stages are not), so progress() starts the second stage.
+class MpiTransport::TwoStage final : public PendingCollective {
+ public:
+  TwoStage(MpiTransport& tracker, std::unique_ptr<PendingCollective> first,
+           std::function<std::unique_ptr<PendingCollective>()> second)
+      : tracker_(&tracker), current_(std::move(first)), start_second_(std::move(second)) {
+    tracker_->track(this);
+  }
+  ~TwoStage() override {
+    if (tracker_) tracker_->untrack(this);
+  }
+  bool test() override {
+    if (!current_->test()) return false;
+    if (start_second_) {
+      current_ = std::exchange(start_second_, nullptr)();
+      if (!current_->test()) return false;
+    }
+    finished();
+    return true;
+  }
+  void wait() override {
+    current_->wait();
+    if (start_second_) {
+      current_ = std::exchange(start_second_, nullptr)();
+      current_->wait();
+    }
+    finished();
+  }
+
+ private:
+  void finished() {
+    if (tracker_) tracker_->untrack(this);
+    tracker_ = nullptr;
+  }
+  MpiTransport* tracker_;
+  std::unique_ptr<PendingCollective> current_;
+  std::function<std::unique_ptr<PendingCollective>()> start_second_;
+};
+
+MpiTransport::MpiTransport() {
+  MICS_MPI_CHECK(MPI_Type_contiguous(2, MPI_BYTE, &bf16_type_));
+  MICS_MPI_CHECK(MPI_Type_commit(&bf16_type_));
+  MICS_MPI_CHECK(MPI_Op_create(&bf16_sum, 1, &bf16_sum_));
+  MICS_MPI_CHECK(MPI_Op_create(&bf16_max, 1, &bf16_max_));
+}
+
+MpiTransport::~MpiTransport() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (finalized) return;
+  MPI_Op_free(&bf16_max_);
+  MPI_Op_free(&bf16_sum_);
+  MPI_Type_free(&bf16_type_);
+}
+
+MPI_Datatype MpiTransport::mpi_type(DataType type) const {
+  switch (type) {
+    case DataType::f32: return MPI_FLOAT;
+    case DataType::bf16: return bf16_type_;
+    case DataType::i32: return MPI_INT32_T;
+    case DataType::i64: return MPI_INT64_T;
+    case DataType::f64: return MPI_DOUBLE;
+  }
+  return MPI_DATATYPE_NULL;
+}
+
+MPI_Op MpiTransport::mpi_op(DataType type, ReduceOp op) const {
+  const bool is_max = op == ReduceOp::max;
+  if (type == DataType::bf16) return is_max ? bf16_max_ : bf16_sum_;
+  return is_max ? MPI_MAX : MPI_SUM;
+}
+
+void MpiTransport::untrack(PendingCollective* op) {
+  const auto found = std::find(in_flight_.begin(), in_flight_.end(), op);
+  if (found != in_flight_.end()) in_flight_.erase(found);
+}
+
+void MpiTransport::progress() {
+  // test() removes finished operations from the list: walk a snapshot (nothing is destroyed meanwhile).
+  const std::vector<PendingCollective*> snapshot = in_flight_;
+  for (PendingCollective* op : snapshot) {
+    if (std::find(in_flight_.begin(), in_flight_.end(), op) != in_flight_.end()) op->test();
+  }
+}
+
+// --- the data channel ----------------------------------------------------------------------------------
+
+Request MpiTransport::all_gather(const void* send, void* recv, std::size_t count, DataType type, const Group& group) {
+  const int n = int_count(count);
+  MPI_Request request = MPI_REQUEST_NULL;
+  MICS_MPI_CHECK(MPI_Iallgather(send, n, mpi_type(type), recv, n, mpi_type(type), group.handle(), &request));
+  return Request(std::make_unique<Pending>(this, request, nullptr));
+}
+
+// Shard i of the output sits at i*c; this rank is shard j*L + l (j = inter rank, l = intra rank).
+// Stage 1 gathers shards l, L+l, 2L+l, ... from the inter-node group straight into their slots (a
+// receive type of c elements with extent L*c). Stage 2 gathers in place over the intra-node group with
+// a type covering a rank's J slots (J blocks of c, pitch L*c, extent c), completing every slot.
+Request MpiTransport::hierarchical_all_gather(const void* send, void* recv, std::size_t count, DataType type,
+                                              const Group& inter_node, const Group& intra_node) {
+  const int c = int_count(count);
+  const int J = inter_node.size();
+  const int L = intra_node.size();
+  const int l = intra_node.rank();
+  const std::size_t elem = size_of(type);
+  const MPI_Datatype base = mpi_type(type);
+  int_count(count * static_cast<std::size_t>(J) * static_cast<std::size_t>(L));  // strides must fit an int
+
+  std::vector<OwnedType> inter_types;
+  inter_types.push_back(strided_type(base, elem, 1, c, 0, static_cast<std::size_t>(L) * count));
+  char* out = static_cast<char*>(recv);
+  MPI_Request inter_request = MPI_REQUEST_NULL;
+  MICS_MPI_CHECK(MPI_Iallgather(send, c, base, out + static_cast<std::size_t>(l) * count * elem, 1,
+                                inter_types.front().get(), inter_node.handle(), &inter_request));
+
+  auto first = std::make_unique<Pending>(nullptr, inter_request, nullptr, std::move(inter_types));
+  MPI_Comm intra = intra_node.handle();
+  auto second = [=]() -> std::unique_ptr<PendingCollective> {
+    std::vector<OwnedType> intra_types;
+    intra_types.push_back(strided_type(base, elem, J, c, static_cast<std::size_t>(L) * count, count));
+    MPI_Request intra_request = MPI_REQUEST_NULL;
+    MICS_MPI_CHECK(MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, out, 1, intra_types.front().get(), intra,
+                                  &intra_request));
+    return std::make_unique<Pending>(nullptr, intra_request, nullptr, std::move(intra_types));
+  };
+  return Request(std::make_unique<TwoStage>(*this, std::move(first), std::move(second)));
+}
+
+Request MpiTransport::reduce_scatter(const void* send, void* recv, std::size_t count, DataType type, ReduceOp op,
+                                     const Group& group) {
+  MICS_CHECK(send != recv, "reduce_scatter needs distinct input and output buffers");
+  const int n = int_count(count);
+  int_count(count * static_cast<std::size_t>(group.size()));
+  MPI_Request request = MPI_REQUEST_NULL;
+  MICS_MPI_CHECK(
+      MPI_Ireduce_scatter_block(send, recv, n, mpi_type(type), mpi_op(type, op), group.handle(), &request));
+  return Request(std::make_unique<Pending>(this, request, average_step(recv, count, type, op, group.size())));
+}
+
+Request MpiTransport::all_reduce(void* buffer, std::size_t count, DataType type, ReduceOp op, const Group& group) {
+  MPI_Request request = MPI_REQUEST_NULL;
+  MICS_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, buffer, int_count(count), mpi_type(type), mpi_op(type, op),
+                                group.handle(), &request));
+  return Request(std::make_unique<Pending>(this, request, average_step(buffer, count, type, op, group.size())));
+}
+
+Request MpiTransport::broadcast(void* buffer, std::size_t count, DataType type, int root, const Group& group) {
+  MPI_Request request = MPI_REQUEST_NULL;
+  MICS_MPI_CHECK(MPI_Ibcast(buffer, int_count(count), mpi_type(type), root, group.handle(), &request));
+  return Request(std::make_unique<Pending>(this, request, nullptr));
+}
+
+// --- the host channel ------------------------------------------------------------------------------------
+
+void MpiTransport::host_all_reduce(void* buffer, std::size_t count, DataType type, ReduceOp op, const Group& group) {
+  MICS_MPI_CHECK(
+      MPI_Allreduce(MPI_IN_PLACE, buffer, int_count(count), mpi_type(type), mpi_op(type, op), group.handle()));
+  if (op == ReduceOp::average) divide(buffer, count, type, group.size());
+}
+
+void MpiTransport::barrier(const Group& group) { MICS_MPI_CHECK(MPI_Barrier(group.handle())); }
+
+}  // namespace mics::comm
