@@ -68,6 +68,9 @@ CommandLine split_command_line(const Args& args) {
   for (const po::option& opt : parsed.options) {
     if (opt.string_key == "deck" && !opt.unregistered) {
       if (opt.value.empty()) throw InputError("--deck needs a file name");
+      if (out.deck)
+        throw InputError("--deck is given twice ('" + *out.deck + "' and '" + opt.value.front() +
+                         "'): give one deck and override its keys with --section.key=value");
       out.deck = opt.value.front();
     } else if (opt.string_key == "help" && !opt.unregistered) {
       out.help = true;

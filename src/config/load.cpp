@@ -24,8 +24,12 @@ constexpr std::int64_t kStatusError = 1;
 
 std::string read_deck_file(const std::string& path) {
   std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) throw InputError("input deck '" + path + "' does not exist");
-  if (std::filesystem::is_directory(path, ec)) throw InputError("input deck '" + path + "' is a directory");
+  const std::filesystem::file_status status = std::filesystem::status(path, ec);
+  if (!std::filesystem::exists(status)) throw InputError("input deck '" + path + "' does not exist");
+  if (std::filesystem::is_directory(status)) throw InputError("input deck '" + path + "' is a directory");
+  // Opening a FIFO would wait for a writer forever, on every rank that tries.
+  if (!std::filesystem::is_regular_file(status))
+    throw InputError("input deck '" + path + "' is not a regular file (a FIFO, device or socket)");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw InputError("cannot read input deck '" + path + "'");
   std::ostringstream text;

@@ -32,11 +32,12 @@ KeyDef int_key(std::string name, std::string default_value, double min, std::str
   return def;
 }
 
+// Float keys become floats (learning rates, betas): the upper bound keeps every value finite once read.
 KeyDef float_key(std::string name, std::string default_value, double min, double max, std::string help,
                  bool min_exclusive = false, bool max_exclusive = false) {
   KeyDef def = make_key(std::move(name), Type::Float, std::move(default_value), std::move(help));
   def.min = min;
-  def.max = max;
+  def.max = std::min(max, static_cast<double>(std::numeric_limits<float>::max()));
   def.min_exclusive = min_exclusive;
   def.max_exclusive = max_exclusive;
   return def;

@@ -37,11 +37,16 @@ struct FdCloser {
 }  // namespace
 
 TokenShard::TokenShard(const std::string& path) : path_(path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever. The kind is checked
+  // on the open descriptor, so a file swapped in between cannot slip past.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) throw InputError("token shard " + path + ": cannot open: " + errno_text());
   FdCloser closer{fd};
   struct stat st {};
   if (::fstat(fd, &st) != 0) throw InputError("token shard " + path + ": cannot stat: " + errno_text());
+  if (S_ISDIR(st.st_mode)) throw InputError("token shard " + path + ": is a directory, not a token file");
+  if (!S_ISREG(st.st_mode))
+    throw InputError("token shard " + path + ": is not a regular file (a FIFO, device or socket cannot be mapped)");
   const auto file_bytes = static_cast<std::size_t>(st.st_size);
   if (file_bytes < kShardHeaderBytes) {
     throw InputError("token shard " + path + ": truncated: " + std::to_string(file_bytes) +

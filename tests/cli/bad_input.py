@@ -96,6 +96,22 @@ def main():
     expect_failure("bf16 on the cpu", 2, ["train", "--deck", tiny, "--backend.matmul=bf16"],
                    "backend.matmul = bf16", "backend.device = cuda")
     expect_failure("bad bench option", 2, ["bench", "comm", "-b", "lots"], "lots")
+    # Values that would overflow their type once read are refused, not wrapped or made infinite.
+    expect_failure("integer beyond int", 2, ["train", "--deck", tiny, "--train.steps=4294967297"],
+                   "train.steps = 4294967297 is out of range", "2147483647")
+    expect_failure("float beyond float", 2, ["train", "--deck", tiny, "--train.lr=1e300"],
+                   "train.lr = 1e300 is out of range")
+    expect_failure("deck given twice", 2, ["train", "--deck", tiny, "--deck", tiny], "--deck is given twice")
+    # Files of the wrong kind are refused by kind, at once (a FIFO would block every rank in open()).
+    fifo = os.path.join(runner.dir, "deck.fifo")
+    os.mkfifo(fifo)
+    expect_failure("deck is a FIFO", 2, ["train", "--deck", "deck.fifo"], "deck.fifo", "not a regular file")
+    os.makedirs(os.path.join(runner.dir, "shards", "train_000.bin"), exist_ok=True)
+    expect_failure("shard is a directory", 2, ["train", "--deck", tiny, "--data.train=shards/train_*.bin"],
+                   "shards/train_000.bin", "is a directory")
+    os.mkfifo(os.path.join(runner.dir, "shards", "train_001.bin"))
+    expect_failure("shard is a FIFO", 2, ["train", "--deck", tiny, "--data.train=shards/train_001.bin"],
+                   "train_001.bin", "not a regular file")
     # An error that only rank 1 sees (its log file is a directory) still stops the whole job at once.
     os.makedirs(os.path.join(runner.dir, "logs", "rank1.log"), exist_ok=True)
     expect_failure("one rank fails", 4, ["train", "--deck", tiny, "--log.file=logs/rank%r.log"],

@@ -147,7 +147,7 @@ TEST_CASE("bad types and out-of-range values name the key and the value", "[conf
   CHECK(parse_error("[train]\nsteps = 10abc\n") == "inputs/x.ini:2: train.steps = 10abc is not an integer");
   CHECK(parse_error("[train]\nsteps = 99999999999999999999\n") ==
         "inputs/x.ini:2: train.steps = 99999999999999999999 is out of range (too large)");
-  CHECK(parse_error("[train]\nlr = 0\n") == "inputs/x.ini:2: train.lr = 0 is out of range (must be > 0)");
+  CHECK(parse_error("[train]\nlr = 0\n") == "inputs/x.ini:2: train.lr = 0 is out of range (must be > 0 and <= 3.40282e+38)");
   CHECK(parse_error("[train]\nlr = inf\n") == "inputs/x.ini:2: train.lr = inf is not a finite number");
   CHECK(parse_error("[train]\nbeta1 = 1\n") ==
         "inputs/x.ini:2: train.beta1 = 1 is out of range (must be >= 0 and < 1)");
