@@ -2,6 +2,7 @@
 #include <hdf5.h>
 
 #include <algorithm>
+#include <cmath>
 #include <chrono>
 #include <cstdlib>
 #include <thread>
@@ -230,7 +231,25 @@ Metadata read_metadata(const fs::path& file) {
   return read_metadata_from(handle.get(), file.string());
 }
 
-bool save(engine::Engine& engine, backends::Backend& backend, const topology::Topology& topology,
+// Where this rank's shards hold a value that is not finite ("" when none): a state that must never be
+// committed. One pass over the shard on the host; cheap next to writing it.
+std::string non_finite_state(engine::Engine& engine, backends::Backend& backend, const model::ParamLayout& layout) {
+  std::vector<float> host;
+  for (std::size_t u = 0; u < layout.units().size(); ++u) {
+    const std::size_t n = engine.sharding()[u].shard_numel;
+    const int unit = static_cast<int>(u);
+    float* const shards[3] = {engine.master_shard(unit), engine.adam_m_shard(unit), engine.adam_v_shard(unit)};
+    host.resize(n);
+    for (int g = 0; g < 3; ++g) {
+      backend.copy_to_host(host.data(), shards[g], n * sizeof(float));
+      for (float x : host)
+        if (!std::isfinite(x)) return std::string(kTensorGroups[g]) + " of unit " + layout.units()[u].name;
+    }
+  }
+  return {};
+}
+
+void save(engine::Engine& engine, backends::Backend& backend, const topology::Topology& topology,
           const model::ParamLayout& layout, const Metadata& metadata, const fs::path& run_dir,
           const Retention& retention) {
   const MPI_Comm world = topology.world().handle();
@@ -240,7 +259,15 @@ bool save(engine::Engine& engine, backends::Backend& backend, const topology::To
   const fs::path partial_dir = run_dir / (step_dir_name(metadata.step) + kPartialSuffix);
   h5::QuietErrors quiet;
 
+  const std::string what = "checkpoint at step " + std::to_string(metadata.step);
+  // A state that is not finite is never committed: it could only resume into the same failure.
   std::string error;
+  if (writer) {
+    if (const std::string where = non_finite_state(engine, backend, layout); !where.empty())
+      error = "the model state holds non-finite values (" + where + ")";
+  }
+  error = comm::first_error(world, error);
+  if (!error.empty()) throw CheckpointError(what + " NOT written: " + error, ErrorScope::all_ranks);
   if (world_root) {
     try {
       std::error_code ec;
@@ -258,9 +285,8 @@ bool save(engine::Engine& engine, backends::Backend& backend, const topology::To
       // Every HDF5 call in the file is collective over the writers: a rank that fails part-way (disk
       // full on its aggregator) would leave its peers waiting in the next one. This rank's error stops
       // the job; the .partial directory is never committed, so `latest` still names the previous one.
-      throw PeerError("checkpoint at step " + std::to_string(metadata.step) + ": writing " +
-                      (partial_dir / kStateFileName).string() + " failed: " + e.what() +
-                      "; the previous checkpoint stays the latest");
+      throw CheckpointError(what + ": writing " + (partial_dir / kStateFileName).string() + " failed: " + e.what() +
+                            "; the previous checkpoint stays the latest");
     }
   }
   // Committed only when every writer succeeded.
@@ -273,14 +299,11 @@ bool save(engine::Engine& engine, backends::Backend& backend, const topology::To
     }
   }
   error = comm::first_error(world, error);
-  if (!error.empty()) {
-    MICS_LOG(warning) << "checkpoint at step " << metadata.step << " NOT written: " << error
-                      << "; the previous checkpoint stays the latest";
-    return false;
-  }
+  if (!error.empty())
+    throw CheckpointError(what + " NOT written: " + error + "; the previous checkpoint stays the latest",
+                          ErrorScope::all_ranks);
   MICS_LOG(info) << "checkpoint written: " << final_dir.string();
   if (world_root) store::prune(run_dir, retention, metadata.step);
-  return true;
 }
 
 LoadResult load(const fs::path& checkpoint, engine::Engine& engine, backends::Backend& backend,

@@ -24,8 +24,9 @@ constexpr const char* kUsage =
     "  export   a checkpoint as safetensors or llm.c: `mics export PATH --format safetensors|llmc OUT`\n"
     "\n"
     "Every command takes --help. Deck keys can be overridden as --section.key=value.\n"
-    "Exit status: 0 success, 1 a rank failed (job aborted), 2 bad deck/option/shape,\n"
-    "75 checkpoint written after a signal (requeue the job).\n";
+    "Exit status: 0 success, 1 a rank failed (job aborted), 2 bad deck/option/shape/path,\n"
+    "74 a checkpoint could not be written, "
+"75 checkpoint written after a signal (requeue the job).\n";
 
 }  // namespace
 

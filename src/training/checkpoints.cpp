@@ -134,7 +134,7 @@ std::optional<ResumePoint> RunCheckpoints::resume() {
   return std::nullopt;
 }
 
-bool RunCheckpoints::write(std::int64_t steps_done, std::int64_t tokens_seen) {
+void RunCheckpoints::write(std::int64_t steps_done, std::int64_t tokens_seen) {
   const topology::Shape& shape = plan_.shape;
   const config::TrainOptions& train = options_.train;
   checkpoint::Metadata metadata;
@@ -153,9 +153,8 @@ bool RunCheckpoints::write(std::int64_t steps_done, std::int64_t tokens_seen) {
   metadata.replicas = shape.replicas;
   metadata.ranks_per_node = shape.ranks_per_node;
   metadata.strategy = std::string(config::to_string(plan_.strategy));
-  const bool committed = checkpoint::save(engine_, backend_, topology_, layout_, metadata, run_dir_, retention_);
+  checkpoint::save(engine_, backend_, topology_, layout_, metadata, run_dir_, retention_);
   last_write_ = Clock::now();
-  return committed;
 }
 
 RunCheckpoints::Next RunCheckpoints::after_step(std::int64_t steps_done, std::int64_t tokens_seen,
@@ -170,10 +169,10 @@ RunCheckpoints::Next RunCheckpoints::after_step(std::int64_t steps_done, std::in
 
   if (agreed[0] != 0) {
     MICS_LOG(warning) << StopSignals::name(agreed[0]) << " received: writing a checkpoint at step " << steps_done;
-    const bool committed = write(steps_done, tokens_seen);
+    write(steps_done, tokens_seen);  // a checkpoint that cannot be written throws: no exit 75 without one
     if (training_complete) return Next::train_on;
-    MICS_LOG(warning) << (committed ? "checkpoint written" : "checkpoint FAILED (an older one stays the latest)")
-                      << "; stopping with exit status " << kExitRequeue << ": requeue the job to resume";
+    MICS_LOG(warning) << "checkpoint written; stopping with exit status " << kExitRequeue
+                      << ": requeue the job to resume";
     return Next::stop_for_requeue;
   }
   const int every_steps = options_.checkpoint.every_steps;

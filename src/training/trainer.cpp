@@ -1,8 +1,12 @@
 #include "mics/training/trainer.hpp"
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -109,6 +113,43 @@ Data open_data(const config::Options& options, const model::ModelSpec& model, MP
   return d;
 }
 
+// A directory this rank can create files in: made if missing, then probed with a file of its own.
+void check_writable_directory(const std::string& key, const std::filesystem::path& dir, int rank) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec || !fs::is_directory(dir, ec))
+    throw InputError(key + " = " + dir.string() + ": cannot create the directory" + (ec ? ": " + ec.message() : ""));
+  const fs::path probe = dir / (".mics-probe-" + std::to_string(rank) + "-" + std::to_string(::getpid()));
+  std::FILE* file = std::fopen(probe.c_str(), "w");
+  if (file == nullptr)
+    throw InputError(key + " = " + dir.string() + ": not writable: " + std::strerror(errno));
+  std::fclose(file);
+  fs::remove(probe, ec);
+}
+
+// Before any memory is committed: every directory the run will write is writable from every rank, and
+// the checkpoint directory has room for one checkpoint (12 bytes per parameter plus chunk overhead), so
+// a bad path fails now, not after hours of training.
+void check_output_paths(const config::Options& options, std::size_t parameters, int rank) {
+  namespace fs = std::filesystem;
+  check_writable_directory("run.dir", fs::path(options.run.dir) / options.run.name, rank);
+  if (!options.train.save_final.empty()) {
+    const fs::path parent = fs::path(options.train.save_final).parent_path();
+    check_writable_directory("train.save_final", parent.empty() ? fs::path(".") : parent, rank);
+  }
+  const bool checkpoints = options.checkpoint.every_steps > 0 || options.checkpoint.every_minutes > 0;
+  if (!checkpoints) return;
+  const fs::path dir = fs::path(options.checkpoint.dir) / options.run.name;
+  check_writable_directory("checkpoint.dir", dir, rank);
+  std::error_code ec;
+  const fs::space_info space = fs::space(dir, ec);
+  const double needed = 12.0 * static_cast<double>(parameters) * 1.05;
+  if (!ec && static_cast<double>(space.available) < needed)
+    throw InputError("checkpoint.dir = " + options.checkpoint.dir + ": " + format_bytes(static_cast<double>(space.available)) +
+                     " free, one checkpoint needs about " + format_bytes(needed));
+}
+
 void log_setup(const RunSetup& s, const model::Gpt& gpt, const engine::MemoryReport& memory, std::string_view transport) {
   const model::GptShape& m = s.model.shape;
   MICS_LOG(info) << "model: " << s.model.preset << ", L=" << m.layers << " NH=" << m.heads << " C=" << m.channels
@@ -134,8 +175,11 @@ int run_training(const RunSetup& s) {
   const int B = plan.micro_batch;
   const int T = s.model.seq_len;
 
-  // Data first: a bad shard fails before any memory is committed.
+  // Data and output paths first: a bad shard or directory fails before any memory is committed.
   Data data = open_data(options, s.model, world);
+  comm::agree(world, [&] {
+    check_output_paths(options, model::ParamLayout(s.model.shape).total_numel(), rank);
+  });
   std::unique_ptr<backends::Backend> backend;
   comm::agree(world, [&] {  // e.g. backend.device = cuda on a node without a GPU
     backend = backends::make_backend(options.backend);

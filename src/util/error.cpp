@@ -10,6 +10,7 @@ void throw_error(ErrorKind kind, const std::string& message, ErrorScope scope) {
     case ErrorKind::input: throw InputError(message, scope);
     case ErrorKind::failure: throw PeerError(message, scope);
     case ErrorKind::internal: throw InternalError(message, scope);
+    case ErrorKind::checkpoint: throw CheckpointError(message, scope);
   }
   throw InternalError(message, scope);
 }

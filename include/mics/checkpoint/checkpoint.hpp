@@ -88,9 +88,10 @@ struct Retention {
 
 // Collective over the world: partition group 0 writes <run_dir>/step_<N>.partial/state.h5, every writer
 // reports its status, then world rank 0 commits (fsync, rename, `latest`) and prunes per `retention`.
-// Returns true on every rank when the checkpoint was committed; false (with a warning naming the
-// cause) when any writer failed: the previous checkpoint stays the latest.
-bool save(engine::Engine& engine, backends::Backend& backend, const topology::Topology& topology,
+// A state holding a non-finite value is never written. Throws CheckpointError when nothing was committed
+// (all ranks when they agreed on it; this rank only when a writer failed inside the file, whose peers
+// are then inside collective HDF5 calls and the job must stop): `latest` still names the previous one.
+void save(engine::Engine& engine, backends::Backend& backend, const topology::Topology& topology,
           const model::ParamLayout& layout, const Metadata& metadata, const std::filesystem::path& run_dir,
           const Retention& retention);
 

@@ -41,12 +41,12 @@ class RunCheckpoints {
   enum class Next { train_on, stop_for_requeue };
   // Collective over the world, after `steps_done` optimizer steps: writes a checkpoint when one is due.
   // After a signal it writes one and returns stop_for_requeue (unless training is complete): the
-  // caller exits with kExitRequeue.
+  // caller exits with kExitRequeue. A checkpoint that cannot be written throws CheckpointError.
   Next after_step(std::int64_t steps_done, std::int64_t tokens_seen, bool training_complete);
 
  private:
   using Clock = std::chrono::steady_clock;
-  bool write(std::int64_t steps_done, std::int64_t tokens_seen);
+  void write(std::int64_t steps_done, std::int64_t tokens_seen);
   std::optional<ResumePoint> load_or_explain(const std::filesystem::path& path, std::string& error);
 
   const config::Options& options_;

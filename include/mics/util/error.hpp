@@ -5,6 +5,7 @@
 //          input     bad deck, option, shape, file or value the user gave       -> kExitUsage (2)
 //          failure   a peer, collective, device or file operation failed at run  -> kExitFailure (1)
 //          internal  an invariant of the code broke: a bug                        -> kExitFailure (1)
+//          checkpoint a checkpoint could not be written (disk full, not writable) -> kExitCheckpoint (74)
 //   scope: who raised it
 //          this_rank  only this rank knows: the job is aborted (MPI_Abort), or a peer would wait forever
 //          all_ranks  every rank raised the same error (identical inputs, or after comm::agree):
@@ -20,16 +21,23 @@ namespace mics {
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailure = 1;   // a rank failed; the job was aborted
 inline constexpr int kExitUsage = 2;     // bad deck, option or shape; every rank exits with it
+inline constexpr int kExitCheckpoint = 74;  // a checkpoint could not be written (EX_IOERR)
 inline constexpr int kExitRequeue = 75;  // checkpoint written after a signal: requeue me (EX_TEMPFAIL)
 
-enum class ErrorKind { input, failure, internal };
+enum class ErrorKind { input, failure, internal, checkpoint };
 enum class ErrorScope { this_rank, all_ranks };
 
 class Error : public std::runtime_error {
  public:
   ErrorKind kind() const { return kind_; }
   ErrorScope scope() const { return scope_; }
-  int exit_status() const { return kind_ == ErrorKind::input ? kExitUsage : kExitFailure; }
+  int exit_status() const {
+    switch (kind_) {
+      case ErrorKind::input: return kExitUsage;
+      case ErrorKind::checkpoint: return kExitCheckpoint;
+      default: return kExitFailure;
+    }
+  }
 
  protected:
   Error(const std::string& message, ErrorKind kind, ErrorScope scope)
@@ -52,6 +60,13 @@ class PeerError : public Error {
  public:
   explicit PeerError(const std::string& message, ErrorScope scope = ErrorScope::this_rank)
       : Error(message, ErrorKind::failure, scope) {}
+};
+
+// A checkpoint that could not be written: nothing new was committed, `latest` names the previous one.
+class CheckpointError : public Error {
+ public:
+  explicit CheckpointError(const std::string& message, ErrorScope scope = ErrorScope::this_rank)
+      : Error(message, ErrorKind::checkpoint, scope) {}
 };
 
 // A broken invariant (MICS_CHECK): a bug in mics.
