@@ -26,7 +26,7 @@ constexpr const char* kUsage =
     "Every command takes --help. Deck keys can be overridden as --section.key=value.\n"
     "Exit status: 0 success, 1 a rank failed (job aborted), 2 bad deck/option/shape/path,\n"
     "74 a checkpoint could not be written, "
-"75 checkpoint written after a signal (requeue the job).\n";
+    "75 checkpoint written after a signal (requeue the job).\n";
 
 }  // namespace
 
