@@ -2,7 +2,7 @@
 // reductions on integer-valued data, non-blocking handles, and the analytic traffic counters.
 #include <mpi.h>
 
-#include <catch2/catch.hpp>
+#include "catch.hpp"
 #include <cmath>
 #include <cstdint>
 #include <cstring>

@@ -2,7 +2,7 @@
 // current world allows with 2 ranks per emulated node.
 #include <mpi.h>
 
-#include <catch2/catch.hpp>
+#include "catch.hpp"
 #include <algorithm>
 #include <cstring>
 #include <numeric>
