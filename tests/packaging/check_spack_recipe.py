@@ -176,8 +176,8 @@ def main():
         checks.check(name in defined, "cmake_args does not set %s" % name)
 
     # Run the recipe against a stand-in of Spack's package API: the class body's directives and
-    # cmake_args() for ~cuda, +cuda with and without cuda_arch, the Spack 0.2x and 1.x import paths.
-    for layout in ("spack-0.2x", "spack-1.x"):
+    # cmake_args() for ~cuda, +cuda with and without cuda_arch, the Spack 0.23 and 1.x import paths.
+    for layout in ("spack-0.23", "spack-1.x"):
         for variant_set, archs in (({"tests"}, ["none"]), ({"cuda"}, ["none"]), ({"cuda", "tests"}, ["80", "90"])):
             try:
                 cmake = run_recipe(recipe, layout, variant_set, archs)
@@ -230,7 +230,7 @@ def _fake_spack(layout):
         setattr(package, kind, recorder(kind))
     package.__all__ = [n for n in vars(package) if not n.startswith("_")]
     modules = {"spack": types.ModuleType("spack"), "spack.package": package}
-    if layout == "spack-0.2x":
+    if layout == "spack-0.23":
         package.CMakePackage, package.CudaPackage = CMakePackage, CudaPackage
         package.__all__ += ["CMakePackage", "CudaPackage"]
     else:

@@ -1,4 +1,4 @@
-# Spack recipe for mics (works with Spack 0.2x and 1.x).
+# Spack recipe for mics, for Spack 0.23 (language virtuals c, cxx) and 1.x.
 #
 #   spack repo add packaging/spack             # this folder, in a clone of mics
 #   spack install mics                         # CPU backend (OpenBLAS + OpenMP)
@@ -15,7 +15,7 @@ from spack.package import *
 try:  # Spack 1.x: the build systems live in the builtin package repository
     from spack_repo.builtin.build_systems.cmake import CMakePackage
     from spack_repo.builtin.build_systems.cuda import CudaPackage
-except ImportError:  # Spack 0.2x: spack.package exports them
+except ImportError:  # Spack 0.23: spack.package exports them
     pass
 
 
