@@ -4,6 +4,8 @@
 BUILD_DIR ?= build
 BUILD_TYPE ?= Release
 MICS_CUDA ?= AUTO
+CUDA_ARCHITECTURES ?=
+PREFIX ?= /usr/local
 JOBS ?= $(shell nproc)
 CTEST_ARGS ?=
 
@@ -11,7 +13,7 @@ CTEST_ARGS ?=
 DEB_PACKAGES := build-essential cmake libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools \
                 libboost-program-options-dev libboost-log-dev catch2 libopenblas-dev python3
 
-.PHONY: all deps build test run bench bench-comm bench-model bench-strategies clean distclean deps-slurm
+.PHONY: all deps build test run install bench bench-comm bench-model bench-strategies clean distclean deps-slurm
 
 # Slurm and munge for the end-to-end job tests (tests/slurm starts its own two-node cluster).
 SLURM_PACKAGES := slurmctld slurmd slurm-client munge
@@ -30,7 +32,8 @@ deps:
 	fi
 
 $(BUILD_DIR)/CMakeCache.txt:
-	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DMICS_CUDA=$(MICS_CUDA)
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DMICS_CUDA=$(MICS_CUDA) \
+	    $(if $(CUDA_ARCHITECTURES),"-DCMAKE_CUDA_ARCHITECTURES=$(CUDA_ARCHITECTURES)")
 
 build: $(BUILD_DIR)/CMakeCache.txt
 	cmake --build $(BUILD_DIR) -j $(JOBS)
@@ -58,6 +61,10 @@ test: deps
 run: deps
 	$(MAKE) build
 	./jobs/demo.sh $(BUILD_DIR)/mics
+
+# bin/mics, share/mics/{jobs,inputs}, share/doc/mics under PREFIX (the jobs installed there find bin/mics).
+install: build
+	cmake --install $(BUILD_DIR) --prefix $(PREFIX)
 
 clean:
 	cmake --build $(BUILD_DIR) --target clean

@@ -2,10 +2,30 @@
 # The demo behind `make run`: the tiny GPT trained with MiCS on 4 ranks emulating 2 nodes (p = 2, r = 2)
 # on a synthetic Markov corpus whose true entropy is known, then a short summary.
 # Usage: jobs/demo.sh [path/to/mics] [extra --section.key=value options]
+# Without a path, mics is found as the job scripts find it (jobs/lib/find_mics.sh: $MICS, $MICS_CONTAINER,
+# the installed bin/mics, PATH, build/mics). In a source tree the demo runs at the top of the tree; an
+# installed demo (share/mics/jobs/demo.sh) runs in the current directory with the installed decks.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-mics=${1:-build/mics}
-shift || true
+MICS_JOBS_DIR=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib/find_mics.sh
+source "$MICS_JOBS_DIR/lib/find_mics.sh"
+if [[ $# -gt 0 && $1 != -* ]]; then
+  MICS=$1
+  [[ $MICS != */* ]] || MICS=$(cd "$(dirname "$MICS")" && pwd)/$(basename "$MICS")
+  unset MICS_CONTAINER
+  shift
+fi
+if [[ -f $MICS_JOBS_DIR/../CMakeLists.txt ]]; then
+  cd "$MICS_JOBS_DIR/.."
+  inputs=inputs
+else
+  inputs=$(cd "$MICS_JOBS_DIR/../inputs" && pwd)
+fi
+mics_find_binary
+if [[ ${MICS_STEP[0]} == --container* ]]; then
+  echo "demo.sh runs mpirun on this host: use MICS_CONTAINER_RUNTIME=apptainer (pyxis needs srun)" >&2
+  exit 2
+fi
 
 export OMPI_MCA_rmaps_base_oversubscribe=1 OMP_NUM_THREADS=1
 if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
@@ -13,7 +33,7 @@ if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_
 data=data/synth
 if [ ! -f "$data/entropy.txt" ]; then
   mkdir -p data
-  "$mics" data synth "$data" --tokens 1000000 --force | tee "$data.log"
+  "${MICS_STEP[@]}" data synth "$data" --tokens 1000000 --force | tee "$data.log"
   grep '^entropy floor:' "$data.log" > "$data/entropy.txt"
   rm -f "$data.log"
 fi
@@ -22,7 +42,7 @@ floor=$(awk '{print $3}' "$data/entropy.txt")
 log=runs/demo.log
 mkdir -p runs
 rm -f runs/demo/metrics.jsonl
-mpirun -np 4 --bind-to none "$mics" train --deck inputs/demo.ini --train.resume=never "$@" 2>&1 | tee "$log"
+mpirun -np 4 --bind-to none "${MICS_STEP[@]}" train --deck "$inputs/demo.ini" --train.resume=never "$@" 2>&1 | tee "$log"
 
 python3 - "$floor" runs/demo/metrics.jsonl <<'PY'
 import json, sys

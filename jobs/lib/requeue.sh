@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # Shared by the job scripts in jobs/ (sourced, not run, with MICS_JOBS_DIR set to jobs/). It gives them:
 #   mics_job_banner            job id, name, nodes and SLURM_RESTART_COUNT at the top of the log
-#   mics_find_binary           sets MICS to the mics executable ($MICS, then PATH, then <repo>/build/mics)
+#   mics_find_binary           sets MICS_STEP, the command that starts mics in a job step (lib/find_mics.sh:
+#                              $MICS_CONTAINER, $MICS, an installed bin/mics, PATH, <repo>/build/mics)
 #   mics_run_step CMD...       runs CMD (an `srun ...` line) in the background and waits for it; a
 #                              SIGUSR1 or SIGTERM that reaches the batch shell is forwarded to the step
 #                              as SIGUSR1 (mics: checkpoint at the next step boundary, exit 75)
@@ -13,12 +14,11 @@
 # the tasks with SIGKILL, with no time to checkpoint.
 #
 # Environment (all optional):
-#   MICS                 the mics executable
+#   MICS                 the mics executable; MICS_CONTAINER: run it from a container image (find_mics.sh)
 #   MICS_REQUEUE_CODE    the exit status that means "checkpointed, requeue me" (75, mics's own)
 #   MICS_NO_REQUEUE=1    exit with the status instead of requeueing (e.g. to chain jobs by hand)
 
 MICS_REQUEUE_CODE=${MICS_REQUEUE_CODE:-75}
-MICS_REPO=$(cd -- "$MICS_JOBS_DIR/.." 2>/dev/null && pwd)
 MICS_STEP_PID=
 MICS_SIGNAL=
 MICS_SIGNAL_COUNT=0
@@ -31,16 +31,8 @@ mics_job_banner() {
            "${SLURM_ARRAY_TASK_ID:+array task $SLURM_ARRAY_TASK_ID}"
 }
 
-mics_find_binary() {
-  if [[ -z ${MICS:-} ]]; then
-    MICS=$(command -v mics 2>/dev/null || true)
-    [[ -n $MICS ]] || MICS=$MICS_REPO/build/mics
-  fi
-  if [[ ! -x $MICS ]]; then
-    mics_log "no mics executable at '$MICS': build it (make build) or set MICS=/path/to/mics" >&2
-    exit 2
-  fi
-}
+# shellcheck source=find_mics.sh
+source "$MICS_JOBS_DIR/lib/find_mics.sh" || return 2
 
 _mics_on_signal() {
   MICS_SIGNAL=$1

@@ -6,7 +6,7 @@
 // central_difference). The fp32 kernels round each of at most K ~ 64 accumulated terms of size <= ~10 at
 // relative 2^-24 ~ 6e-8, so their absolute error is below K * 10 * 6e-8 ~ 4e-5; we allow 1e-4 absolute plus
 // 1e-4 relative. A wrong formula (a missing term, a sign, a factor) is off by O(0.1..1).
-#include <catch2/catch.hpp>
+#include "catch.hpp"
 
 #include <algorithm>
 #include <cmath>

@@ -1,5 +1,5 @@
 // The flat-buffer ops the engine uses on parameter and gradient shards.
-#include <catch2/catch.hpp>
+#include "catch.hpp"
 
 #include "mics/backends/cpu/cpu_backend.hpp"
 #include "reference_ops.hpp"

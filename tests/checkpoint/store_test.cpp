@@ -2,7 +2,7 @@
 // checkpoint directory listing and retention, and the agreement of ranks on the first error.
 #include <mpi.h>
 
-#include <catch2/catch.hpp>
+#include "catch.hpp"
 #include <filesystem>
 #include <fstream>
 #include <set>

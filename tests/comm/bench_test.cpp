@@ -1,7 +1,7 @@
 // `mics bench comm` core: option parsing and a short run whose tables verify every output element.
 #include <mpi.h>
 
-#include <catch2/catch.hpp>
+#include "catch.hpp"
 #include <sstream>
 #include <string>
 

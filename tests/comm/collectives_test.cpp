@@ -3,7 +3,7 @@
 // checked against byte counts derived here from the group sizes and message sizes.
 #include <mpi.h>
 
-#include <catch2/catch.hpp>
+#include "catch.hpp"
 #include <cmath>
 #include <cstdint>
 #include <cstring>

@@ -1,5 +1,5 @@
 // Deck parsing, command-line overrides, every error message, and the to_deck round trip.
-#include <catch2/catch.hpp>
+#include "catch.hpp"
 
 #include <filesystem>
 #include <fstream>

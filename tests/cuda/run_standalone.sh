@@ -3,15 +3,20 @@
 # its kernel tests and the GPU benchmark (tests/cuda as a project of its own), run the tests, then the
 # benchmark table (bench/gpu/run_gpu_bench.sh).
 #   tests/cuda/run_standalone.sh [BUILD_DIR] [bench_gpu options...]
-# CUDA_ARCHITECTURES overrides the GPU architectures (default: the visible GPU's, else 80;90).
+# CUDA_ARCHITECTURES overrides the GPU architectures (default: the visible GPUs' compute capabilities, else
+# the build's default, cmake/MicsCudaArchitectures.cmake).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${1:-$root/build-gpu}
 shift || true
 if [[ -z "${CUDA_ARCHITECTURES:-}" ]]; then
-  if nvidia-smi -L >/dev/null 2>&1; then CUDA_ARCHITECTURES=native; else CUDA_ARCHITECTURES="80;90"; fi
+  # "9.0" -> 90 (CMake's "native" would need CMake 3.24)
+  CUDA_ARCHITECTURES=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null |
+                       tr -d '. ' | sort -u | paste -sd ';' || true)
 fi
-cmake -S "$root/tests/cuda" -B "$build" -DCMAKE_CUDA_ARCHITECTURES="$CUDA_ARCHITECTURES"
+arch_args=()
+if [[ -n "$CUDA_ARCHITECTURES" ]]; then arch_args=(-DCMAKE_CUDA_ARCHITECTURES="$CUDA_ARCHITECTURES"); fi
+cmake -S "$root/tests/cuda" -B "$build" ${arch_args[@]+"${arch_args[@]}"}
 cmake --build "$build" -j "$(nproc)"
 status=0
 ctest --test-dir "$build" --output-on-failure || status=$?

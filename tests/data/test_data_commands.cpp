@@ -1,6 +1,6 @@
 // `mics data prepare` and `mics data synth`, plus the Markov chain behind synth.
 #include <algorithm>
-#include <catch2/catch.hpp>
+#include "catch.hpp"
 #include <cmath>
 #include <fstream>
 #include <regex>

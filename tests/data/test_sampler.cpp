@@ -1,5 +1,5 @@
 // The batch sampler: content fixed by (seed, step, index), independent of how workers split a batch.
-#include <catch2/catch.hpp>
+#include "catch.hpp"
 #include <cstdint>
 #include <map>
 #include <set>

@@ -1,5 +1,5 @@
 // llm.c token shards: round trips in both widths and one message per kind of bad file.
-#include <catch2/catch.hpp>
+#include "catch.hpp"
 #include <cstdint>
 #include <cstring>
 #include <fstream>

@@ -3,7 +3,7 @@
 // calls observed at the MPI layer (mpi_call_log.hpp) and the two-hop structure (docs/algorithms.md#traffic-accounting).
 #include <mpi.h>
 
-#include <catch2/catch.hpp>
+#include "catch.hpp"
 #include <algorithm>
 #include <cstring>
 #include <numeric>

@@ -1,6 +1,6 @@
 // llm.c model files: v3 round trip bit-exact, v5 within bf16 rounding, the llm.c tensor order checked
 // against offsets computed by hand, and one message per kind of bad file.
-#include <catch2/catch.hpp>
+#include "catch.hpp"
 #include <cmath>
 #include <cstring>
 #include <fstream>

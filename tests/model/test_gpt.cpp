@@ -1,7 +1,7 @@
 // The whole GPT-2 model on the CPU backend: loss and every tensor's gradient against a double-precision
 // reference model built from the naive reference ops, stage order, tied-embedding gradient, padding,
 // accumulation and init.
-#include <catch2/catch.hpp>
+#include "catch.hpp"
 
 #include <algorithm>
 #include <cmath>

@@ -1,5 +1,5 @@
 // The parameter table, presets and flop count.
-#include <catch2/catch.hpp>
+#include "catch.hpp"
 
 #include <set>
 

@@ -1,5 +1,5 @@
 // AdamW against values worked out by hand from the update rule, for two steps.
-#include <catch2/catch.hpp>
+#include "catch.hpp"
 #include <cmath>
 #include <vector>
 

@@ -1,5 +1,5 @@
 // Learning-rate schedule and clipping factor against hand-computed values.
-#include <catch2/catch.hpp>
+#include "catch.hpp"
 #include <cmath>
 
 #include "mics/optim/schedule.hpp"

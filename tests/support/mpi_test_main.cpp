@@ -3,7 +3,7 @@
 #define CATCH_CONFIG_RUNNER
 #include <mpi.h>
 
-#include <catch2/catch.hpp>
+#include "catch.hpp"
 
 #include "mics/log/log.hpp"
 

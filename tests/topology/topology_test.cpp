@@ -3,7 +3,7 @@
 #include <mpi.h>
 
 #include <algorithm>
-#include <catch2/catch.hpp>
+#include "catch.hpp"
 #include <set>
 #include <string>
 #include <vector>
