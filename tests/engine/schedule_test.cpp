@@ -2,7 +2,7 @@
 // executes it: parameters are gathered before use, gradients reduce-scattered once per unit per
 // micro-step with at most one in flight, the replicas summed once per unit per step, p = 1 has none of
 // the first hop.
-#include <catch2/catch.hpp>
+#include "catch.hpp"
 #include <map>
 #include <set>
 #include <vector>
