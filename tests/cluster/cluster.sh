@@ -161,9 +161,12 @@ cmd_down() {
       ip netns delete "$ns" 2>/dev/null || true
     done < "$dir/namespaces"
   fi
-  # Per-rank CPU cgroups made by rank.sh for this cluster, by name.
-  if [ -f "$dir/cgroups" ]; then
-    while read -r cg; do rmdir "$cg" 2>/dev/null || true; done < "$dir/cgroups"
+  # Per-rank CPU cgroups (bench/cluster/rank.sh) of this cluster, by their names NAME-rRANK.
+  local cg
+  if [ -f "$dir/cgroups" ] && [ -d /sys/fs/cgroup/cpu ]; then
+    sort -u "$dir/cgroups" | while read -r cg; do
+      [[ "$cg" == "$name-r"* ]] && rmdir "/sys/fs/cgroup/cpu/$cg" 2>/dev/null || true
+    done
   fi
   rm -rf "$dir"
   echo "cluster $name: torn down"
