@@ -16,7 +16,8 @@ compute / (bytes / rate) equals that ratio on the chosen cluster (bench/cluster/
 Columns
   tok/s          global tokens per second, median over the steps after the warm-up
   compute .. opt the engine's step-time split, median seconds per step (rank 0): compute, waiting for
-                 parameter gathers, reduce-scatter, replica all-reduce, optimizer
+                 parameter gathers, reduce-scatter, replica all-reduce, optimizer; `other` is the total
+                 less these parts (the engine's timers do not cover it)
   eng MB/node    bytes one node sends off-node per step by the engine's counters (ring accounting,
                  summed over the node's ranks by the group layout), largest over nodes
   wire MB/node   TCP payload one node sent per step by the kernel's counters of its link
@@ -46,6 +47,12 @@ CLUSTERS = {
 }
 TOKENS_PER_GPU = 4096   # micro-batch 8 x sequence 512 per GPU and micro-step
 MFU = 0.5               # achieved fraction of peak
+# Open MPI settings for every run of every strategy (README.md, "MPI settings"): a progress thread in
+# the TCP transport, so that transfers between nodes move while a rank computes (MPI otherwise moves
+# them only inside MPI calls), and the ring algorithm for the non-blocking all-reduce (the default for
+# an in-place all-reduce is reduce-to-root and broadcast, which sends up to twice the ring's bytes
+# from some nodes and runs in 2 log2(r) sequential rounds).
+DEFAULT_MPI_ARGS = "--mca btl_tcp_progress_thread 1 --mca coll_libnbc_iallreduce_algorithm 1"
 TIMES = ("compute", "gather_wait", "reduce_scatter", "replica_all_reduce", "optimizer", "total")
 
 
@@ -137,13 +144,31 @@ class Bench:
         return result
 
 
+def gather_comm(cluster, nodes, rpn, mics, scratch, timeout):
+    """Flat and hierarchical all-gather over partition groups of 2*rpn ranks (spanning 2 nodes), 4 MB
+    per gather, by `mics bench comm` on the cluster, ranks uncapped: (flat us, hierarchical us)."""
+    rc, out = cluster.mpirun(nodes * rpn, [os.path.abspath(mics), "bench", "comm", "-b", "4M", "-e", "4M", "-n", "5",
+                                           "-w", "2", "--parallel.partition_size=%d" % (2 * rpn)],
+                             cwd=scratch, timeout=timeout, mpi_args=DEFAULT_MPI_ARGS.split())
+    if rc != 0:
+        raise SystemExit("bench comm failed (%d):\n%s" % (rc, out[-3000:]))
+    found, title = {}, None
+    for line in out.splitlines():
+        if line.startswith("# all_gather over partition groups"):
+            title = "hier" if "hierarchical" in line else "flat"
+        elif title and line.split() and line.split()[0].isdigit():
+            found[title] = float(line.split()[4])
+            title = None
+    return found.get("flat"), found.get("hier")
+
+
 def fmt_mb(x):
     return "%.2f" % (x / 1e6) if x is not None else "-"
 
 
 def table(results, rpn):
-    head = ("%-15s %5s | %9s | %7s %7s %7s %7s %7s %7s | %8s %8s %6s | %8s"
-            % ("config", "nodes", "tok/s", "compute", "gather", "r-scat", "replica", "optim", "total",
+    head = ("%-15s %5s | %9s | %7s %7s %7s %7s %7s %7s %7s | %8s %8s %6s | %8s"
+            % ("config", "nodes", "tok/s", "compute", "gather", "r-scat", "replica", "optim", "other", "total",
                "eng MB", "wire MB", "w/e", "weak eff"))
     lines = [head, "-" * len(head)]
     by = {(r["label"], r["nodes"]): r for r in results}
@@ -155,10 +180,11 @@ def table(results, rpn):
         eff = "-"
         base = by.get((r["label"], 2))
         if r["nodes"] != 2 and base:
-            eff = "%.0f%%" % (100 * (r["tokens_per_s"] / r["world"]) / (base["tokens_per_s"] / base["world"]))
-        lines.append("%-15s %5d | %9.0f | %7.3f %7.3f %7.3f %7.3f %7.3f %7.3f | %8s %8s %6s | %8s"
+            eff = "%.1f%%" % (100 * (r["tokens_per_s"] / r["world"]) / (base["tokens_per_s"] / base["world"]))
+        other = t["total"] - sum(t[k] for k in TIMES if k != "total")
+        lines.append("%-15s %5d | %9.0f | %7.3f %7.3f %7.3f %7.3f %7.3f %7.3f %7.3f | %8s %8s %6s | %8s"
                      % (r["label"], r["nodes"], r["tokens_per_s"], t["compute"], t["gather_wait"],
-                        t["reduce_scatter"], t["replica_all_reduce"], t["optimizer"], t["total"],
+                        t["reduce_scatter"], t["replica_all_reduce"], t["optimizer"], other, t["total"],
                         fmt_mb(eng), fmt_mb(wire), ratio, eff))
     return "\n".join(lines)
 
@@ -171,7 +197,7 @@ def goals(results, rpn):
     m, z = by.get((mics_label, top)), by.get((z3, top))
     if m and z:
         x = m["tokens_per_s"] / z["tokens_per_s"]
-        out.append("goal 1: %s / zero3 tokens/s at %d nodes = %.2fx (goal >= 2x): %s"
+        out.append("goal 1: %s / zero3 tokens/s at %d nodes = %.3fx (goal >= 2x): %s"
                    % (mics_label, top, x, "met" if x >= 2 else "NOT met"))
     if top != 2:
         def eff(label):
@@ -181,7 +207,7 @@ def goals(results, rpn):
             return (b["tokens_per_s"] / b["world"]) / (a["tokens_per_s"] / a["world"])
         em, ez = eff(mics_label), eff(z3)
         if em is not None and ez is not None:
-            out.append("goal 2: weak scaling 2 -> %d nodes: %s %.0f%% (goal >= 90%%), zero3 %.0f%%: %s"
+            out.append("goal 2: weak scaling 2 -> %d nodes: %s %.1f%% (goal >= 90%%), zero3 %.1f%%: %s"
                        % (top, mics_label, 100 * em, 100 * ez, "met" if em >= 0.9 and ez < em else "NOT met"))
     for nodes in sorted({r["nodes"] for r in results}):
         h, f = by.get(("mics p=%d hier" % (2 * rpn), nodes)), by.get(("mics p=%d flat" % (2 * rpn), nodes))
@@ -265,11 +291,12 @@ def main():
     ap.add_argument("--channels", type=int, default=128)
     ap.add_argument("--seq-len", type=int, default=64)
     ap.add_argument("--micro-batch", type=int, default=16)
-    ap.add_argument("--grad-accum", type=int, default=2)
+    ap.add_argument("--grad-accum", type=int, default=4)
     ap.add_argument("--probe-seconds", type=float, default=3.0)
     ap.add_argument("--timeout", type=int, default=300, help="seconds per mpirun")
     ap.add_argument("--out", default="bench-cluster", help="folder for results.json, table.txt, cluster.png")
-    ap.add_argument("--mpi-args", default="", help="extra mpirun arguments, e.g. '--mca coll_libnbc_iallreduce_algorithm 1'")
+    ap.add_argument("--mpi-args", default=DEFAULT_MPI_ARGS,
+                    help="mpirun arguments for every run (default: %(default)s; README.md says why)")
     ap.add_argument("--only", default="", help="comma-separated labels to run (default all)")
     args = ap.parse_args()
 
@@ -314,6 +341,12 @@ def main():
                 report.setdefault("probe", {})[nodes] = {"measured_bps": measured, "expected_bps": expected}
                 print("%d nodes at %s: probe node1->node2 %.2f Mbit/s TCP payload, expected %.2f (%.3f)"
                       % (nodes, rate, measured / 1e6, expected / 1e6, measured / expected), flush=True)
+                flat_us, hier_us = gather_comm(cluster, nodes, args.rpn, args.mics, scratch, args.timeout)
+                report.setdefault("gather_comm", {})[nodes] = {"flat_us": flat_us, "hier_us": hier_us}
+                print("%d nodes: all-gather of 4 MB over partition groups of %d (bench comm): flat %.0f ms, "
+                      "hierarchical %.0f ms (%.2f; engine byte counts predict (p-k)/(p-1) = %.2f)"
+                      % (nodes, 2 * args.rpn, flat_us / 1e3, hier_us / 1e3, hier_us / flat_us,
+                         (2 * args.rpn - args.rpn) / (2 * args.rpn - 1)), flush=True)
                 for label, strategy, p, hier in configs(nodes, args.rpn):
                     if args.only and label not in args.only.split(","):
                         continue
@@ -329,6 +362,16 @@ def main():
     report["results"] = results
     text = table(results, args.rpn)
     goal_lines = goals(results, args.rpn)
+    for nodes, g in sorted(report.get("gather_comm", {}).items()):
+        p, L = 2 * args.rpn, args.rpn
+        goal_lines.append("goal 3 (%d nodes, the collective alone, uncapped): hierarchical/flat all-gather time %.2f; "
+                          "byte counts predict %.2f by the engine's ring accounting ((p-k)/(p-1)), %.2f on the wire "
+                          "(Open MPI's linear all-gather: (J-1)/(p-L))"
+                          % (nodes, g["hier_us"] / g["flat_us"], (p - L) / (p - 1), (p // L - 1) / (p - L)))
+    for nodes, pr in sorted(report.get("probe", {}).items()):
+        goal_lines.append("link (%d nodes): probe %.2f Mbit/s TCP payload vs %.2f expected at %s (%.3f)"
+                          % (nodes, pr["measured_bps"] / 1e6, pr["expected_bps"] / 1e6, report["rate"],
+                             pr["measured_bps"] / pr["expected_bps"]))
     title = ("cluster in a box: %s-like compute/comm, %s links, %d ranks/node, CPU cap %s core/rank"
              % (args.cluster, report["rate"], args.rpn, args.cpu_per_rank or "no"))
     print("\n" + title + "\n" + text + "\n\n" + "\n".join(goal_lines))
