@@ -206,9 +206,21 @@ def goals(results, rpn):
                 return None
             return (b["tokens_per_s"] / b["world"]) / (a["tokens_per_s"] / a["world"])
         em, ez = eff(mics_label), eff(z3)
+
+        def held(label):  # step time at `top` nodes with the compute time of 2 nodes
+            a, b = by.get((label, 2)), by.get((label, top))
+            if not (a and b):
+                return None
+            return a["times"]["total"] / (b["times"]["total"] - b["times"]["compute"] + a["times"]["compute"])
         if em is not None and ez is not None:
             out.append("goal 2: weak scaling 2 -> %d nodes: %s %.1f%% (goal >= 90%%), zero3 %.1f%%: %s"
                        % (top, mics_label, 100 * em, 100 * ez, "met" if em >= 0.9 and ez < em else "NOT met"))
+            out.append("        the same with each rank's compute time held at its 2-node value (what the host's "
+                       "shared cores add, not the network): %s %.1f%%, zero3 %.1f%%; compute per step 2 -> %d "
+                       "nodes: %s %.3f -> %.3f s, zero3 %.3f -> %.3f s"
+                       % (mics_label, 100 * held(mics_label), 100 * held(z3), top, mics_label,
+                          by[(mics_label, 2)]["times"]["compute"], by[(mics_label, top)]["times"]["compute"],
+                          by[(z3, 2)]["times"]["compute"], by[(z3, top)]["times"]["compute"]))
     for nodes in sorted({r["nodes"] for r in results}):
         h, f = by.get(("mics p=%d hier" % (2 * rpn), nodes)), by.get(("mics p=%d flat" % (2 * rpn), nodes))
         if not (h and f):
@@ -297,6 +309,7 @@ def main():
     ap.add_argument("--out", default="bench-cluster", help="folder for results.json, table.txt, cluster.png")
     ap.add_argument("--mpi-args", default=DEFAULT_MPI_ARGS,
                     help="mpirun arguments for every run (default: %(default)s; README.md says why)")
+    ap.add_argument("--skip-comm", action="store_true", help="leave out the all-gather benchmark (bench comm)")
     ap.add_argument("--only", default="", help="comma-separated labels to run (default all)")
     args = ap.parse_args()
 
@@ -341,12 +354,14 @@ def main():
                 report.setdefault("probe", {})[nodes] = {"measured_bps": measured, "expected_bps": expected}
                 print("%d nodes at %s: probe node1->node2 %.2f Mbit/s TCP payload, expected %.2f (%.3f)"
                       % (nodes, rate, measured / 1e6, expected / 1e6, measured / expected), flush=True)
-                flat_us, hier_us = gather_comm(cluster, nodes, args.rpn, args.mics, scratch, args.timeout)
-                report.setdefault("gather_comm", {})[nodes] = {"flat_us": flat_us, "hier_us": hier_us}
-                print("%d nodes: all-gather of 4 MB over partition groups of %d (bench comm): flat %.0f ms, "
-                      "hierarchical %.0f ms (%.2f; engine byte counts predict (p-k)/(p-1) = %.2f)"
-                      % (nodes, 2 * args.rpn, flat_us / 1e3, hier_us / 1e3, hier_us / flat_us,
-                         (2 * args.rpn - args.rpn) / (2 * args.rpn - 1)), flush=True)
+                flat_us, hier_us = (None, None) if args.skip_comm else gather_comm(cluster, nodes, args.rpn, args.mics,
+                                                                                   scratch, args.timeout)
+                if flat_us and hier_us:
+                    report.setdefault("gather_comm", {})[nodes] = {"flat_us": flat_us, "hier_us": hier_us}
+                    print("%d nodes: all-gather of 4 MB over partition groups of %d (bench comm): flat %.0f ms, "
+                          "hierarchical %.0f ms (%.2f; engine byte counts predict (p-k)/(p-1) = %.2f)"
+                          % (nodes, 2 * args.rpn, flat_us / 1e3, hier_us / 1e3, hier_us / flat_us,
+                             (2 * args.rpn - args.rpn) / (2 * args.rpn - 1)), flush=True)
                 for label, strategy, p, hier in configs(nodes, args.rpn):
                     if args.only and label not in args.only.split(","):
                         continue
