@@ -72,7 +72,7 @@ distclean:
 #   bench-cluster     ddp, zero3 and mics on 2 and 4 emulated nodes in network namespaces joined by tc-shaped
 #                     links (root only): tokens/s, step-time split, bytes on the wire, weak scaling, a plot
 # Extra arguments: BENCH_COMM_ARGS="-n 50", BENCH_MODEL_ARGS="--steps 9", BENCH_STRATEGIES_ARGS="--worlds 4",
-# BENCH_CLUSTER_ARGS="--cluster p3dn --steps 10".
+# BENCH_CLUSTER_ARGS="--cluster p4d --steps 10".
 BENCH_ENV := OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
 bench: bench-comm bench-model bench-strategies

@@ -291,7 +291,8 @@ def plot(results, path, title):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--mics", required=True)
-    ap.add_argument("--cluster", default="p4d", choices=sorted(CLUSTERS))
+    ap.add_argument("--cluster", default="p3dn", choices=sorted(CLUSTERS),
+                    help="compute-to-network ratio to emulate (default: p3dn, where MiCS reports its largest gains)")
     ap.add_argument("--rate", default="auto", help="link rate per node and direction (tc units), or auto")
     ap.add_argument("--nodes", default="2,4")
     ap.add_argument("--rpn", type=int, default=2, help="ranks per node")
