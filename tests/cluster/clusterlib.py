@@ -150,7 +150,7 @@ def payload(counters_node):
     return tx_bytes - HEADER_BYTES * tx_packets
 
 
-# --- the engine's group layout (mics.md), to spread rank 0's counters over every rank ---------------
+# --- the engine's group layout (docs/algorithms.md#groups), to spread rank 0's counters over every rank ---------------
 
 def groups_of(kind, world, rpn, p):
     """Member lists (sorted by rank) of every group of `kind`."""
