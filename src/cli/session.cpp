@@ -100,6 +100,10 @@ config::Options load_options(const CommandLine& command_line) {
   return options;
 }
 
+std::chrono::milliseconds no_progress_limit(const config::Options& options) {
+  return std::chrono::milliseconds(static_cast<long long>(options.run.timeout_minutes * 60000.0));
+}
+
 topology::ParallelPlan plan_for_world(const config::Options& options, int world) {
   const int ranks_per_node = options.topology.ranks_per_node > 0
                                  ? options.topology.ranks_per_node

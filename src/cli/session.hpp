@@ -4,6 +4,7 @@
 #pragma once
 #include <mpi.h>
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <vector>
@@ -42,6 +43,9 @@ CommandLine split_command_line(const Args& args);
 // Loads the deck on rank 0 and broadcasts it, reads it into typed options and applies the log section.
 // Every rank calls it; a bad deck throws the same InputError on every rank.
 config::Options load_options(const CommandLine& command_line);
+
+// The deck's run.timeout as the MPI transport's no-progress limit.
+std::chrono::milliseconds no_progress_limit(const config::Options& options);
 
 // The parallel plan for this world: ranks per node from the deck or detected (collective over
 // MPI_COMM_WORLD), then topology::make_plan. Every rank throws the same InputError for an invalid layout.

@@ -48,7 +48,7 @@ int train_command(const Args& args) {
   const model::ModelSpec model = on_every_rank([&] { return model::resolve_model(options.model); });
   const topology::Topology topology = topology::Topology::create(plan.shape);
   MICS_LOG(info) << "topology:\n" << topology.describe();
-  comm::MpiTransport transport;
+  comm::MpiTransport transport(no_progress_limit(options));
   // Errors from here on (a bad shard, a file that cannot be written) may be seen by one rank only:
   // they are agreed on where the code can, and otherwise abort the job (stop.hpp).
   return training::run_training(

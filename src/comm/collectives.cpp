@@ -59,11 +59,8 @@ std::uint64_t ring_all_reduce_bytes(std::uint64_t count, std::uint64_t elem, int
 void Request::finish_in_destructor() noexcept {
   if (!pending_) return;
   if (std::uncaught_exceptions() > 0) {
-    // An earlier error is on its way to the command's top level, which stops the job: this one adds nothing.
-    try {
-      pending_->wait();
-    } catch (...) {
-    }
+    // An earlier error is on its way to the command's top level, which stops the job: waiting for peers that
+    // may never come would only delay (or hang) that. The operation is dropped unfinished.
     pending_.reset();
     return;
   }

@@ -2,8 +2,11 @@
 #include "mics/comm/mpi_transport.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <climits>
+#include <cstdio>
 #include <functional>
+#include <thread>
 #include <string>
 #include <utility>
 #include <vector>
@@ -90,6 +93,48 @@ OwnedType strided_type(MPI_Datatype base, std::size_t elem, int blocks, int coun
   return OwnedType(resized);
 }
 
+// "the partition group (world ranks 0, 1, 2, 3)": which ranks a stuck operation was waiting on.
+std::string describe_group(MPI_Comm comm, GroupKind kind) {
+  int size = 0;
+  MPI_Comm_size(comm, &size);
+  MPI_Group group = MPI_GROUP_NULL, world = MPI_GROUP_NULL;
+  MPI_Comm_group(comm, &group);
+  MPI_Comm_group(MPI_COMM_WORLD, &world);
+  std::vector<int> local(static_cast<std::size_t>(size)), global(local.size());
+  for (int i = 0; i < size; ++i) local[static_cast<std::size_t>(i)] = i;
+  MPI_Group_translate_ranks(group, size, local.data(), world, global.data());
+  MPI_Group_free(&group);
+  MPI_Group_free(&world);
+  std::string text = "the " + std::string(topology::to_string(kind)) + " group (world ranks";
+  for (std::size_t i = 0; i < global.size() && i < 16; ++i) text += (i ? ", " : " ") + std::to_string(global[i]);
+  if (global.size() > 16) text += ", ...";
+  return text + ")";
+}
+
+// MPI_Wait that gives up once `limit` passes without completion (0: waits as long as it takes). MPI cannot
+// cancel a collective, so giving up means this rank's error: the job is aborted with the reason.
+void wait_or_give_up_on(MPI_Request& request, std::chrono::milliseconds limit, const char* what, MPI_Comm comm,
+                        GroupKind kind) {
+  if (limit.count() <= 0) {
+    MICS_MPI_CHECK(MPI_Wait(&request, MPI_STATUS_IGNORE));
+    return;
+  }
+  const auto start = std::chrono::steady_clock::now();
+  for (;;) {
+    int done = 0;
+    MICS_MPI_CHECK(MPI_Test(&request, &done, MPI_STATUS_IGNORE));
+    if (done) return;
+    if (std::chrono::steady_clock::now() - start > limit) {
+      char minutes[32];
+      std::snprintf(minutes, sizeof minutes, "%g", std::chrono::duration<double>(limit).count() / 60.0);
+      throw PeerError(std::string(what) + " on " + describe_group(comm, kind) + " made no progress for " + minutes +
+                      " min (run.timeout): a rank of that group is stopped, stuck (in I/O, in a long computation) or "
+                      "dead");
+    }
+    std::this_thread::yield();
+  }
+}
+
 std::function<void()> average_step(void* recv, std::size_t count, DataType type, ReduceOp op, int ranks) {
   if (op != ReduceOp::average) return {};
   return [recv, count, type, ranks] { divide(recv, count, type, ranks); };
@@ -102,16 +147,22 @@ std::function<void()> average_step(void* recv, std::size_t count, DataType type,
 // tracked one is on its transport's in-flight list until it completes, so progress() reaches it.
 class MpiTransport::Pending final : public PendingCollective {
  public:
-  Pending(MpiTransport* tracker, MPI_Request request, std::function<void()> on_complete,
-          std::vector<OwnedType> types = {})
-      : tracker_(tracker), request_(request), on_complete_(std::move(on_complete)), types_(std::move(types)) {
+  // what, group: for the message when the operation makes no progress for `limit`.
+  Pending(MpiTransport* tracker, MPI_Request request, std::function<void()> on_complete, const char* what,
+          const Group& group, std::chrono::milliseconds limit, std::vector<OwnedType> types = {})
+      : tracker_(tracker),
+        request_(request),
+        on_complete_(std::move(on_complete)),
+        what_(what),
+        comm_(group.handle()),
+        kind_(group.kind()),
+        limit_(limit),
+        types_(std::move(types)) {
     if (tracker_) tracker_->track(this);
   }
   ~Pending() override {
-    if (request_ != MPI_REQUEST_NULL) {
-      // Unfinished (an error unwinds past it): the buffers are about to go, so the request must end first.
-      MPI_Wait(&request_, MPI_STATUS_IGNORE);
-    }
+    // Unfinished: an error unwinds past it (Request never drops an unfinished operation otherwise). Its peers
+    // may never come, and the job is about to be aborted: waiting here could hang the abort, so it is left.
     if (tracker_) tracker_->untrack(this);
   }
   bool test() override {
@@ -123,7 +174,7 @@ class MpiTransport::Pending final : public PendingCollective {
   }
   void wait() override {
     if (request_ == MPI_REQUEST_NULL) return;
-    MICS_MPI_CHECK(MPI_Wait(&request_, MPI_STATUS_IGNORE));
+    wait_or_give_up_on(request_, limit_, what_, comm_, kind_);
     complete();
   }
 
@@ -138,6 +189,10 @@ class MpiTransport::Pending final : public PendingCollective {
   MpiTransport* tracker_;
   MPI_Request request_;
   std::function<void()> on_complete_;
+  const char* what_;
+  MPI_Comm comm_;
+  GroupKind kind_;
+  std::chrono::milliseconds limit_;
   std::vector<OwnedType> types_;
 };
 
@@ -181,7 +236,11 @@ class MpiTransport::TwoStage final : public PendingCollective {
   std::function<std::unique_ptr<PendingCollective>()> start_second_;
 };
 
-MpiTransport::MpiTransport() {
+void wait_or_give_up(MPI_Request& request, std::chrono::milliseconds limit, const char* what, const Group& group) {
+  wait_or_give_up_on(request, limit, what, group.handle(), group.kind());
+}
+
+MpiTransport::MpiTransport(std::chrono::milliseconds no_progress_limit) : no_progress_limit_(no_progress_limit) {
   MICS_MPI_CHECK(MPI_Type_contiguous(2, MPI_BYTE, &bf16_type_));
   MICS_MPI_CHECK(MPI_Type_commit(&bf16_type_));
   MICS_MPI_CHECK(MPI_Op_create(&bf16_sum, 1, &bf16_sum_));
@@ -233,7 +292,7 @@ Request MpiTransport::all_gather(const void* send, void* recv, std::size_t count
   const int n = int_count(count);
   MPI_Request request = MPI_REQUEST_NULL;
   MICS_MPI_CHECK(MPI_Iallgather(send, n, mpi_type(type), recv, n, mpi_type(type), group.handle(), &request));
-  return Request(std::make_unique<Pending>(this, request, nullptr));
+  return Request(std::make_unique<Pending>(this, request, nullptr, "an all-gather", group, no_progress_limit_));
 }
 
 // Shard i of the output sits at i*c; this rank is shard j*L + l (j = inter rank, l = intra rank).
@@ -257,15 +316,19 @@ Request MpiTransport::hierarchical_all_gather(const void* send, void* recv, std:
   MICS_MPI_CHECK(MPI_Iallgather(send, c, base, out + static_cast<std::size_t>(l) * count * elem, 1,
                                 inter_types.front().get(), inter_node.handle(), &inter_request));
 
-  auto first = std::make_unique<Pending>(nullptr, inter_request, nullptr, std::move(inter_types));
+  auto first = std::make_unique<Pending>(nullptr, inter_request, nullptr, "the inter-node all-gather", inter_node,
+                                         no_progress_limit_, std::move(inter_types));
   MPI_Comm intra = intra_node.handle();
+  const Group* intra_group = &intra_node;
+  const std::chrono::milliseconds limit = no_progress_limit_;
   auto second = [=]() -> std::unique_ptr<PendingCollective> {
     std::vector<OwnedType> intra_types;
     intra_types.push_back(strided_type(base, elem, J, c, static_cast<std::size_t>(L) * count, count));
     MPI_Request intra_request = MPI_REQUEST_NULL;
     MICS_MPI_CHECK(MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, out, 1, intra_types.front().get(), intra,
                                   &intra_request));
-    return std::make_unique<Pending>(nullptr, intra_request, nullptr, std::move(intra_types));
+    return std::make_unique<Pending>(nullptr, intra_request, nullptr, "the intra-node all-gather", *intra_group, limit,
+                                     std::move(intra_types));
   };
   return Request(std::make_unique<TwoStage>(*this, std::move(first), std::move(second)));
 }
@@ -278,30 +341,43 @@ Request MpiTransport::reduce_scatter(const void* send, void* recv, std::size_t c
   MPI_Request request = MPI_REQUEST_NULL;
   MICS_MPI_CHECK(
       MPI_Ireduce_scatter_block(send, recv, n, mpi_type(type), mpi_op(type, op), group.handle(), &request));
-  return Request(std::make_unique<Pending>(this, request, average_step(recv, count, type, op, group.size())));
+  return Request(std::make_unique<Pending>(this, request, average_step(recv, count, type, op, group.size()),
+                                           "a reduce-scatter", group, no_progress_limit_));
 }
 
 Request MpiTransport::all_reduce(void* buffer, std::size_t count, DataType type, ReduceOp op, const Group& group) {
   MPI_Request request = MPI_REQUEST_NULL;
   MICS_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, buffer, int_count(count), mpi_type(type), mpi_op(type, op),
                                 group.handle(), &request));
-  return Request(std::make_unique<Pending>(this, request, average_step(buffer, count, type, op, group.size())));
+  return Request(std::make_unique<Pending>(this, request, average_step(buffer, count, type, op, group.size()),
+                                           "an all-reduce", group, no_progress_limit_));
 }
 
 Request MpiTransport::broadcast(void* buffer, std::size_t count, DataType type, int root, const Group& group) {
   MPI_Request request = MPI_REQUEST_NULL;
   MICS_MPI_CHECK(MPI_Ibcast(buffer, int_count(count), mpi_type(type), root, group.handle(), &request));
-  return Request(std::make_unique<Pending>(this, request, nullptr));
+  return Request(std::make_unique<Pending>(this, request, nullptr, "a broadcast", group, no_progress_limit_));
 }
 
 // --- the host channel ------------------------------------------------------------------------------------
 
 void MpiTransport::host_all_reduce(void* buffer, std::size_t count, DataType type, ReduceOp op, const Group& group) {
-  MICS_MPI_CHECK(
-      MPI_Allreduce(MPI_IN_PLACE, buffer, int_count(count), mpi_type(type), mpi_op(type, op), group.handle()));
+  if (no_progress_limit_.count() <= 0) {
+    MICS_MPI_CHECK(
+        MPI_Allreduce(MPI_IN_PLACE, buffer, int_count(count), mpi_type(type), mpi_op(type, op), group.handle()));
+  } else {
+    MPI_Request request = MPI_REQUEST_NULL;
+    MICS_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, buffer, int_count(count), mpi_type(type), mpi_op(type, op),
+                                  group.handle(), &request));
+    wait_or_give_up(request, no_progress_limit_, "an all-reduce of host scalars", group);
+  }
   if (op == ReduceOp::average) divide(buffer, count, type, group.size());
 }
 
-void MpiTransport::barrier(const Group& group) { MICS_MPI_CHECK(MPI_Barrier(group.handle())); }
+void MpiTransport::barrier(const Group& group) {
+  MPI_Request request = MPI_REQUEST_NULL;
+  MICS_MPI_CHECK(MPI_Ibarrier(group.handle(), &request));
+  wait_or_give_up(request, no_progress_limit_, "a barrier", group);
+}
 
 }  // namespace mics::comm

@@ -47,7 +47,8 @@ Switch switch_of(const std::string& text) {
 
 Options read_options(const Config& c) {
   Options o;
-  o.run = {c.get_string("run.name"), c.get_string("run.dir"), static_cast<std::uint64_t>(c.get_int("run.seed"))};
+  o.run = {c.get_string("run.name"), c.get_string("run.dir"), static_cast<std::uint64_t>(c.get_int("run.seed")),
+           c.get_float("run.timeout")};
   o.log = {c.get_string("log.level"), c.get_bool("log.all_ranks"), c.get_string("log.file")};
   o.topology.ranks_per_node = auto_int(c, "topology.ranks_per_node").value_or(0);
 

@@ -68,6 +68,9 @@ std::vector<KeyDef> build_schema() {
         seed.max = 9.2e18;
         return seed;
       }(),
+      float_key("run.timeout", "10", 0, kNoBound,
+                "minutes a collective may make no progress before the job stops with the ranks it waited on; "
+                "0 = wait forever"),
       // [log]
       choice_key("log.level", "info", {"trace", "debug", "info", "warning", "error"},
                  "least severe message printed"),

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "mics/comm/agreement.hpp"
+#include "mics/comm/mpi_transport.hpp"
 #include "mics/log/log.hpp"
 #include "mics/util/error.hpp"
 
@@ -165,7 +166,10 @@ RunCheckpoints::Next RunCheckpoints::after_step(std::int64_t steps_done, std::in
   if (topology_.placement().world_rank == 0 && every_seconds > 0)
     local[1] = std::chrono::duration<double>(Clock::now() - last_write_).count() >= every_seconds;
   int agreed[2] = {0, 0};
-  MICS_MPI_CHECK(MPI_Allreduce(local, agreed, 2, MPI_INT, MPI_MAX, topology_.world().handle()));
+  MPI_Request request = MPI_REQUEST_NULL;
+  MICS_MPI_CHECK(MPI_Iallreduce(local, agreed, 2, MPI_INT, MPI_MAX, topology_.world().handle(), &request));
+  comm::wait_or_give_up(request, std::chrono::milliseconds(static_cast<long long>(options_.run.timeout_minutes * 6e4)),
+                        "the step's agreement on checkpoints", topology_.world());
 
   if (agreed[0] != 0) {
     MICS_LOG(warning) << StopSignals::name(agreed[0]) << " received: writing a checkpoint at step " << steps_done;

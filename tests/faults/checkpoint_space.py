@@ -69,21 +69,24 @@ def main():
         verify = runner.run_serial(["ckpt", "verify", os.path.join(rdir, "step_3")], check=False)
         checks.check(verify.returncode == 0, "full disk: step_3 verifies: " + verify.stdout + verify.stderr)
 
-        # 2. A signal whose checkpoint cannot be written: 74, not the requeue status.
+        # 2. A signal whose checkpoint cannot be written: 74, not the requeue status. No periodic checkpoints
+        # (so no free-space check at start); the disk is filled to leave room for half a checkpoint.
         for entry in os.listdir(mount):
             subprocess.run(["rm", "-rf", os.path.join(mount, entry)])
+        free = os.statvfs(mount).f_bavail * os.statvfs(mount).f_frsize
+        with open(os.path.join(mount, "filler"), "wb") as f:
+            f.write(b"\0" * max(0, free - one // 2))
         log_path = os.path.join(runner.dir, "signal.log")
-        argv = ["train", "--deck", runner.deck("tiny.ini"), "--run.name=sig", "--train.steps=400",
-                "--train.val_every=0", "--checkpoint.every_steps=2", "--checkpoint.keep=5",
-                "--checkpoint.dir=" + mount] + LAYOUT
+        argv = ["train", "--deck", runner.deck("tiny.ini"), "--run.name=sig", "--train.steps=100000",
+                "--train.val_every=0", "--checkpoint.every_steps=0", "--checkpoint.dir=" + mount] + LAYOUT
         proc = ckpt_test.start_mpi(runner, 4, argv, log_path)
+        metrics = os.path.join(runner.dir, "runs", "sig", "metrics.jsonl")
         try:
             deadline = time.monotonic() + 60
-            # Wait until step_2 is committed: from then on no further checkpoint fits.
-            while time.monotonic() < deadline and not os.path.exists(os.path.join(mount, "sig", "latest")):
-                if proc.poll() is not None:
-                    break
+            while time.monotonic() < deadline and proc.poll() is None and not (
+                    os.path.exists(metrics) and os.path.getsize(metrics) > 0):
                 time.sleep(0.1)
+            checks.check(proc.poll() is None, "signal without room: the run is training when signalled")
             if proc.poll() is None:
                 os.kill(ckpt_test.rank_pid(proc.pid, 0), signal.SIGUSR1)
             proc.wait(timeout=90)
@@ -93,6 +96,8 @@ def main():
             log = f.read()
         checks.check(proc.returncode == EXIT_CHECKPOINT,
                      "signal without room: exit %s, expected 74 (not 75)\n%s" % (proc.returncode, log[-1500:]))
+        checks.check("SIGUSR1 received" in log and "state.h5 failed" in log,
+                     "signal without room: the log says which checkpoint failed:\n" + log[-1500:])
     finally:
         subprocess.run(["umount", mount])
 

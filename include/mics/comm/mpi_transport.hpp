@@ -5,6 +5,7 @@
 #pragma once
 #include <mpi.h>
 
+#include <chrono>
 #include <vector>
 
 #include "mics/comm/collectives.hpp"
@@ -13,7 +14,9 @@ namespace mics::comm {
 
 class MpiTransport final : public Transport {
  public:
-  MpiTransport();
+  // no_progress_limit: a wait that sees no completion for this long gives up with a PeerError naming the
+  // operation and the ranks of its group (the deck's run.timeout); 0 waits as long as it takes.
+  explicit MpiTransport(std::chrono::milliseconds no_progress_limit = std::chrono::milliseconds(0));
   ~MpiTransport() override;
   MpiTransport(const MpiTransport&) = delete;
   MpiTransport& operator=(const MpiTransport&) = delete;
@@ -35,6 +38,7 @@ class MpiTransport final : public Transport {
   void host_all_reduce(void* buffer, std::size_t count, DataType type, ReduceOp op, const Group& group);
   void barrier(const Group& group);
 
+  std::chrono::milliseconds no_progress_limit() const { return no_progress_limit_; }
   MPI_Datatype mpi_type(DataType type) const;
   MPI_Op mpi_op(DataType type, ReduceOp op) const;  // average maps to the sum operator
 
@@ -46,10 +50,16 @@ class MpiTransport final : public Transport {
   void track(PendingCollective* op) { in_flight_.push_back(op); }
   void untrack(PendingCollective* op);
 
+  std::chrono::milliseconds no_progress_limit_;
   MPI_Datatype bf16_type_ = MPI_DATATYPE_NULL;
   MPI_Op bf16_sum_ = MPI_OP_NULL;
   MPI_Op bf16_max_ = MPI_OP_NULL;
   std::vector<PendingCollective*> in_flight_;  // registered by each operation while it is unfinished
 };
+
+// MPI_Wait that gives up once `limit` passes without completion (0: no limit), with a PeerError naming
+// `what` and the world ranks of `group`. For control messages outside the transport (the run loop's
+// per-step agreement) that must not hang on a stopped peer either.
+void wait_or_give_up(MPI_Request& request, std::chrono::milliseconds limit, const char* what, const Group& group);
 
 }  // namespace mics::comm

@@ -29,6 +29,7 @@ struct RunOptions {
   std::string name;
   std::string dir;         // run directories root: metrics go to <dir>/<name>
   std::uint64_t seed = 0;
+  double timeout_minutes = 0;  // a collective with no progress for this long fails; 0: no limit
 };
 
 struct LogOptions {

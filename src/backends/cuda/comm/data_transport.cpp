@@ -106,6 +106,11 @@ std::unique_ptr<comm::Transport> make_data_transport(Backend& backend, const top
                  << " on " << cuda::describe_device(gpu->device());
   cuda::NcclOptions options;
   if (on_unrecoverable) options.on_unrecoverable = on_unrecoverable;
+  // The deck's run.timeout holds for NCCL as for MPI: a collective with no progress for that long fails.
+  if (mpi.no_progress_limit().count() > 0) {
+    options.timeout = mpi.no_progress_limit();
+    options.init_timeout = mpi.no_progress_limit();
+  }
   return std::make_unique<cuda::NcclTransport>(topology, gpu->device(), gpu->stream(), options);
 }
 
