@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <climits>
 #include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -98,45 +99,50 @@ std::function<void()> average_step(void* recv, std::size_t count, DataType type,
 }  // namespace
 
 
-// One MPI request plus what must happen (average division) or stay alive (datatypes) until it ends. A
-// tracked one is on its transport's in-flight list until it completes, so progress() reaches it.
+// MPI requests (usually one) plus what must happen (average division) or stay alive (datatypes, an
+// intermediate buffer captured by on_complete) until they all end. A tracked one is on its transport's
+// in-flight list until it completes, so progress() reaches it.
 class MpiTransport::Pending final : public PendingCollective {
  public:
   Pending(MpiTransport* tracker, MPI_Request request, std::function<void()> on_complete,
           std::vector<OwnedType> types = {})
-      : tracker_(tracker), request_(request), on_complete_(std::move(on_complete)), types_(std::move(types)) {
+      : Pending(tracker, std::vector<MPI_Request>{request}, std::move(on_complete), std::move(types)) {}
+  Pending(MpiTransport* tracker, std::vector<MPI_Request> requests, std::function<void()> on_complete,
+          std::vector<OwnedType> types = {})
+      : tracker_(tracker), requests_(std::move(requests)), on_complete_(std::move(on_complete)), types_(std::move(types)) {
     if (tracker_) tracker_->track(this);
   }
   ~Pending() override {
-    if (request_ != MPI_REQUEST_NULL) {
-      // Unfinished (an error unwinds past it): the buffers are about to go, so the request must end first.
-      MPI_Wait(&request_, MPI_STATUS_IGNORE);
+    if (!finished_) {
+      // Unfinished (an error unwinds past it): the buffers are about to go, so the requests must end first.
+      MPI_Waitall(static_cast<int>(requests_.size()), requests_.data(), MPI_STATUSES_IGNORE);
     }
     if (tracker_) tracker_->untrack(this);
   }
   bool test() override {
-    if (request_ == MPI_REQUEST_NULL) return true;
+    if (finished_) return true;
     int flag = 0;
-    MICS_MPI_CHECK(MPI_Test(&request_, &flag, MPI_STATUS_IGNORE));
+    MICS_MPI_CHECK(MPI_Testall(static_cast<int>(requests_.size()), requests_.data(), &flag, MPI_STATUSES_IGNORE));
     if (flag) complete();
     return flag != 0;
   }
   void wait() override {
-    if (request_ == MPI_REQUEST_NULL) return;
-    MICS_MPI_CHECK(MPI_Wait(&request_, MPI_STATUS_IGNORE));
+    if (finished_) return;
+    MICS_MPI_CHECK(MPI_Waitall(static_cast<int>(requests_.size()), requests_.data(), MPI_STATUSES_IGNORE));
     complete();
   }
 
  private:
   void complete() {
-    request_ = MPI_REQUEST_NULL;
+    finished_ = true;
     if (tracker_) tracker_->untrack(this);
     tracker_ = nullptr;
     if (on_complete_) on_complete_();
     types_.clear();
   }
   MpiTransport* tracker_;
-  MPI_Request request_;
+  std::vector<MPI_Request> requests_;
+  bool finished_ = false;
   std::function<void()> on_complete_;
   std::vector<OwnedType> types_;
 };
@@ -279,6 +285,41 @@ Request MpiTransport::reduce_scatter(const void* send, void* recv, std::size_t c
   MICS_MPI_CHECK(
       MPI_Ireduce_scatter_block(send, recv, n, mpi_type(type), mpi_op(type, op), group.handle(), &request));
   return Request(std::make_unique<Pending>(this, request, average_step(recv, count, type, op, group.size())));
+}
+
+// Input shard q = j'*L + l' at q*c: row j' (shards j'*L .. j'*L + L-1) is contiguous. Stage 1 reduce-scatters
+// each row over the intra-node group, so this rank (local index l) holds the node's partial sums of shards
+// j'*L + l, for every j', at j'*c of the intermediate; stage 2 reduce-scatters that over the inter-node
+// group (J ranks with local index l), and rank j keeps the full sum of shard j*L + l.
+Request MpiTransport::hierarchical_reduce_scatter(const void* send, void* recv, std::size_t count, DataType type,
+                                                  ReduceOp op, const Group& inter_node, const Group& intra_node) {
+  MICS_CHECK(send != recv, "reduce_scatter needs distinct input and output buffers");
+  const int c = int_count(count);
+  const int J = inter_node.size();
+  const int L = intra_node.size();
+  const std::size_t elem = size_of(type);
+  int_count(count * static_cast<std::size_t>(J) * static_cast<std::size_t>(L));
+  const MPI_Datatype base = mpi_type(type);
+  const MPI_Op reduce = mpi_op(type, op);  // an average sums here and divides once at the end
+  auto intermediate = std::make_shared<std::vector<unsigned char>>(count * static_cast<std::size_t>(J) * elem);
+  const auto* in = static_cast<const unsigned char*>(send);
+  std::vector<MPI_Request> rows(static_cast<std::size_t>(J), MPI_REQUEST_NULL);
+  for (int row = 0; row < J; ++row) {
+    MICS_MPI_CHECK(MPI_Ireduce_scatter_block(in + static_cast<std::size_t>(row) * L * count * elem,
+                                             intermediate->data() + static_cast<std::size_t>(row) * count * elem, c,
+                                             base, reduce, intra_node.handle(), &rows[static_cast<std::size_t>(row)]));
+  }
+  auto first = std::make_unique<Pending>(nullptr, std::move(rows), [intermediate] {});
+  MPI_Comm inter = inter_node.handle();
+  std::function<void()> average = average_step(recv, count, type, op, J * L);
+  auto second = [=]() -> std::unique_ptr<PendingCollective> {
+    MPI_Request request = MPI_REQUEST_NULL;
+    MICS_MPI_CHECK(MPI_Ireduce_scatter_block(intermediate->data(), recv, c, base, reduce, inter, &request));
+    return std::make_unique<Pending>(nullptr, request, [intermediate, average] {
+      if (average) average();
+    });
+  };
+  return Request(std::make_unique<TwoStage>(*this, std::move(first), std::move(second)));
 }
 
 Request MpiTransport::all_reduce(void* buffer, std::size_t count, DataType type, ReduceOp op, const Group& group) {

@@ -64,6 +64,12 @@ class NcclTransport final : public comm::Transport {
                                         const comm::Group& inter_node, const comm::Group& intra_node) override;
   comm::Request reduce_scatter(const void* send, void* recv, std::size_t count, comm::DataType type,
                                comm::ReduceOp op, const comm::Group& group) override;
+  // Intra-node stage: J ncclReduceScatter calls (one per row of L shards) in one group, into a J*count
+  // intermediate allocated stream-ordered on the communication stream (cudaMallocAsync); inter-node stage:
+  // one ncclReduceScatter of it, after which the intermediate is freed on the same stream.
+  comm::Request hierarchical_reduce_scatter(const void* send, void* recv, std::size_t count, comm::DataType type,
+                                            comm::ReduceOp op, const comm::Group& inter_node,
+                                            const comm::Group& intra_node) override;
   comm::Request all_reduce(void* buffer, std::size_t count, comm::DataType type, comm::ReduceOp op,
                            const comm::Group& group) override;
   comm::Request broadcast(void* buffer, std::size_t count, comm::DataType type, int root,
