@@ -102,6 +102,10 @@ NcclTransport::NcclTransport(const topology::Topology& topology, int device, cud
   // The same order on every rank, one communicator at a time: no two inits can wait on each other. Not the
   // world: the engine moves only host scalars over it, and a world-wide NCCL communicator costs init time
   // and buffers that grow with the cluster.
+  for (const auto& [reduce, gather] : {std::pair{&topology.intra_node_reduce(), &topology.intra_node()},
+                                       std::pair{&topology.inter_node_reduce(), &topology.inter_node()}}) {
+    if (reduce->valid()) aliases_.emplace_back(reduce->handle(), gather->handle());
+  }
   try {
     for (const Group* group :
          {&topology.partition(), &topology.replication(), &topology.intra_node(), &topology.inter_node()}) {
@@ -132,8 +136,11 @@ NcclTransport::~NcclTransport() {
 }
 
 ncclComm_t NcclTransport::communicator(const Group& group) {
+  MPI_Comm handle = group.handle();
+  for (const auto& [from, to] : aliases_)
+    if (handle == from) handle = to;
   for (const auto& c : communicators_)
-    if (c->group_handle() == group.handle()) return c->get();
+    if (c->group_handle() == handle) return c->get();
   communicators_.push_back(std::make_unique<NcclCommunicator>(context_, group));
   return communicators_.back()->get();
 }
