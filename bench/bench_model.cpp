@@ -2,13 +2,14 @@
 // same machine measured in the same run.
 //
 //   bench_model [--models tiny,gpt2-124m] [--micro-batch 4] [--seq-len 64] [--warmup 2] [--steps 5]
-//               [--threads 0] [--gemm-size 1024]
+//               [--threads 0] [--gemm-size 1024] [--recompute none|blocks|both]
 //
 // A step is Engine::step at world 1 (one process, p = 1, no communication): every stage of the forward
 // and backward pass, gradient accumulation into the model's flat buffers, the global grad norm and AdamW
 // over all parameters. Achieved FLOP/s = tokens/s * (6N + 6LCT) (Gpt::flops_per_token, the llm.c and
-// PaLM convention: attention-score FLOPs counted, recompute not counted). Each model is warmed up, then
-// the median of --steps steps is reported.
+// PaLM convention: attention-score FLOPs counted, recompute not counted: with --recompute blocks the
+// recomputed forward is extra work the rate does not credit). Each model is warmed up, then the median of
+// --steps steps is reported. --recompute both runs every model twice, without and with recomputation.
 //
 // The ceiling is the best OpenBLAS sgemm rate of this machine, measured two ways:
 //   split  - the backend's own scheme: the GEMM cut along its larger output edge, one slice per OpenMP
@@ -53,12 +54,13 @@ struct Options {
   int steps = 5;
   int threads = 0;
   int gemm_size = 1024;
+  std::vector<config::Recompute> recompute{config::Recompute::none};
 };
 
 [[noreturn]] void usage(const char* message) {
   std::fprintf(stderr,
                "bench_model: %s\nusage: bench_model [--models a,b] [--micro-batch B] [--seq-len T] [--warmup W]\n"
-               "                   [--steps S] [--threads N] [--gemm-size M]\n",
+               "                   [--steps S] [--threads N] [--gemm-size M] [--recompute none|blocks|both]\n",
                message);
   std::exit(2);
 }
@@ -99,6 +101,17 @@ Options parse(int argc, char** argv) {
       o.threads = positive_int("--threads", value);
     } else if (flag == "--gemm-size") {
       o.gemm_size = positive_int("--gemm-size", value);
+    } else if (flag == "--recompute") {
+      const std::string mode = value;
+      if (mode == "none") {
+        o.recompute = {config::Recompute::none};
+      } else if (mode == "blocks") {
+        o.recompute = {config::Recompute::blocks};
+      } else if (mode == "both") {
+        o.recompute = {config::Recompute::none, config::Recompute::blocks};
+      } else {
+        usage(("--recompute needs none, blocks or both, got '" + mode + "'").c_str());
+      }
     } else {
       usage(("unknown option " + flag).c_str());
     }
@@ -199,17 +212,18 @@ struct StepStats {
   double step_s = 0, compute_s = 0, optimizer_s = 0, gemm_s = 0;
   double tokens_per_s = 0, gflops = 0;
   double params = 0;
+  double activation_bytes = 0;
 };
 
 StepStats bench_model(const std::string& preset, const Options& o, backends::Backend& backend,
                       comm::Collectives& collectives, const topology::Topology& topo,
-                      const topology::ParallelPlan& plan) {
+                      const topology::ParallelPlan& plan, config::Recompute recompute) {
   model::GptShape shape = model::preset_shape(preset);
   if (o.seq_len > shape.max_seq_len) {
     throw InputError("--seq-len " + std::to_string(o.seq_len) + " exceeds " + preset + "'s max_seq_len " +
                 std::to_string(shape.max_seq_len));
   }
-  model::Gpt gpt(shape, backend, o.micro_batch, o.seq_len);
+  model::Gpt gpt(shape, backend, o.micro_batch, o.seq_len, recompute);
   engine::OptimizerOptions adamw;
   adamw.weight_decay = 0.1f;
   adamw.grad_clip = 1.0f;
@@ -229,6 +243,7 @@ StepStats bench_model(const std::string& preset, const Options& o, backends::Bac
 
   StepStats st;
   st.params = static_cast<double>(gpt.layout().total_numel());
+  st.activation_bytes = static_cast<double>(gpt.activation_bytes());
   std::vector<double> total, compute, optimizer;
   for (int s = 0; s < o.warmup + o.steps; ++s) {
     const double t0 = now();
@@ -292,25 +307,31 @@ int main(int argc, char** argv) {
     std::printf("ceiling (best of the above): %.1f GFLOP/s\n\n", ceiling);
 
     // --- training steps --------------------------------------------------------------------------------
-    std::printf("%-10s %9s %9s %9s %9s %9s %10s %9s %9s %9s %9s\n", "model", "params", "step ms", "fwd+bwd",
-                "gemms", "optim", "tokens/s", "GFLOP/s", "ratio", "fb ratio", "bound");
+    std::printf("%-10s %-9s %9s %9s %9s %9s %9s %10s %9s %9s %9s %9s %9s\n", "model", "recompute", "params",
+                "step ms", "fwd+bwd", "gemms", "optim", "tokens/s", "GFLOP/s", "ratio", "fb ratio", "bound",
+                "act MiB");
     for (const std::string& preset : o.models) {
-      const StepStats st = bench_model(preset, o, *backend, collectives, topo, plan);
+     for (const config::Recompute recompute : o.recompute) {
+      const StepStats st = bench_model(preset, o, *backend, collectives, topo, plan, recompute);
       const double fb_gflops = st.gflops * st.step_s / st.compute_s;
       // The best ratio this step could reach with every FLOP at the ceiling and the optimizer as measured.
       const double ideal_s = st.gflops * st.step_s / ceiling;
       const double bound = ideal_s / (ideal_s + st.optimizer_s);
-      std::printf("%-10s %8.2fM %9.1f %9.1f %9.1f %9.1f %10.1f %9.2f %8.1f%% %8.1f%% %8.1f%%\n", preset.c_str(),
-                  st.params / 1e6, st.step_s * 1e3, st.compute_s * 1e3, st.gemm_s * 1e3, st.optimizer_s * 1e3,
-                  st.tokens_per_s, st.gflops, 100.0 * st.gflops / ceiling, 100.0 * fb_gflops / ceiling,
-                  100.0 * bound);
+      std::printf("%-10s %-9s %8.2fM %9.1f %9.1f %9.1f %9.1f %10.1f %9.2f %8.1f%% %8.1f%% %8.1f%% %9.1f\n",
+                  preset.c_str(), std::string(config::to_string(recompute)).c_str(), st.params / 1e6,
+                  st.step_s * 1e3, st.compute_s * 1e3, st.gemm_s * 1e3, st.optimizer_s * 1e3, st.tokens_per_s,
+                  st.gflops, 100.0 * st.gflops / ceiling, 100.0 * fb_gflops / ceiling, 100.0 * bound,
+                  st.activation_bytes / (1 << 20));
       std::fflush(stdout);
+     }
     }
     std::printf("\nms columns: whole step, its forward+backward kernels, the linear layers alone (same shapes and\n"
                 "backend calls, outside the model), the optimizer (grad norm, clip, AdamW: memory-bound, 28 B/param).\n"
                 "ratio = step GFLOP/s / sgemm ceiling (target >= 70%% for gpt2-124m); fb ratio = the same for the\n"
                 "forward+backward time alone; bound = the ratio with every FLOP at the ceiling and the optimizer\n"
                 "as measured (fp32 AdamW streams 28 B/param, so at B*T = 256 tokens it caps the ratio).\n"
+                "act MiB = the model's activations and backward scratch (Gpt::activation_bytes); with recompute =\n"
+                "blocks the recomputed forward is not credited in GFLOP/s.\n"
                 "Reference, GPT-2 124M, B=4, T=64 on this machine type: PyTorch 1.13 CPU ~160 tokens/s, "
                 "llm.c CPU ~90 tokens/s.\n");
   } catch (const std::exception& e) {

@@ -85,7 +85,8 @@ BenchOptions parse_bench_options(const std::vector<std::string>& args) {
 
 namespace {
 
-enum class Kind { all_gather, hierarchical_all_gather, reduce_scatter, all_reduce };
+enum class Kind { all_gather, hierarchical_all_gather, reduce_scatter, hierarchical_reduce_scatter, all_reduce };
+bool hierarchical(Kind kind) { return kind == Kind::hierarchical_all_gather || kind == Kind::hierarchical_reduce_scatter; }
 
 // The benchmark's own duplicates of the topology's groups (its traffic stays out of any training's).
 Group duplicate(const Group& source, int node) {
@@ -126,9 +127,8 @@ class Runner {
       : options_(options), world_(world), out_(out) {}
 
   void run_table(const Table& table) {
-    const Group& group = table.kind == Kind::hierarchical_all_gather ? *table.intra : *table.comm;
-    const int n = table.kind == Kind::hierarchical_all_gather ? table.inter->size() * table.intra->size()
-                                                              : group.size();
+    const Group& group = hierarchical(table.kind) ? *table.intra : *table.comm;
+    const int n = hierarchical(table.kind) ? table.inter->size() * table.intra->size() : group.size();
     const std::string redop = (table.kind == Kind::all_gather || table.kind == Kind::hierarchical_all_gather)
                                   ? "none"
                                   : std::string(to_string(ReduceOp::sum));
@@ -172,11 +172,10 @@ class Runner {
 
  private:
   Row run_size(const Table& table, int n, std::size_t count) {
-    const Group& group = table.kind == Kind::hierarchical_all_gather ? *table.intra : *table.comm;
-    // The rank's index in the gathered/scattered layout (partition rank for the hierarchical gather).
-    const int me = table.kind == Kind::hierarchical_all_gather
-                       ? table.inter->rank() * table.intra->size() + table.intra->rank()
-                       : group.rank();
+    const Group& group = hierarchical(table.kind) ? *table.intra : *table.comm;
+    // The rank's index in the gathered/scattered layout (partition rank for the hierarchical forms).
+    const int me = hierarchical(table.kind) ? table.inter->rank() * table.intra->size() + table.intra->rank()
+                                            : group.rank();
     const std::size_t total = count * static_cast<std::size_t>(n);
     std::vector<float> in, out;
     std::function<void()> op;
@@ -196,12 +195,21 @@ class Runner {
         }
         break;
       case Kind::reduce_scatter:
+      case Kind::hierarchical_reduce_scatter:
         in.resize(total);
         out.assign(count, -1.0f);
         for (std::size_t e = 0; e < total; ++e) in[e] = reduce_input(me, e);
-        op = [&] {
-          mpi_.reduce_scatter(in.data(), out.data(), count, DataType::f32, ReduceOp::sum, *table.comm).wait();
-        };
+        if (table.kind == Kind::reduce_scatter) {
+          op = [&] {
+            mpi_.reduce_scatter(in.data(), out.data(), count, DataType::f32, ReduceOp::sum, *table.comm).wait();
+          };
+        } else {
+          op = [&] {
+            mpi_.hierarchical_reduce_scatter(in.data(), out.data(), count, DataType::f32, ReduceOp::sum, *table.inter,
+                                             *table.intra)
+                .wait();
+          };
+        }
         break;
       case Kind::all_reduce:
         in.resize(count);
@@ -235,6 +243,7 @@ class Runner {
           for (std::size_t i = 0; i < total; ++i) wrong += out[i] != gather_input(static_cast<int>(i / count), i % count);
           break;
         case Kind::reduce_scatter:
+        case Kind::hierarchical_reduce_scatter:
           for (std::size_t k = 0; k < count; ++k) {
             wrong += out[k] != reduce_expected(n, static_cast<std::size_t>(me) * count + k);
           }
@@ -309,13 +318,20 @@ int run_comm_benchmark(const topology::Topology& topology, const BenchOptions& o
                      {Kind::all_reduce, "all_reduce"}};
   for (const auto& collective : collectives) {
     for (const Named& group : groups) {
-      const bool flat_and_hierarchical = collective.kind == Kind::all_gather && group.comm == &partition && spans;
+      const bool flat_and_hierarchical =
+          (collective.kind == Kind::all_gather || collective.kind == Kind::reduce_scatter) && group.comm == &partition &&
+          spans;
       runner.run_table({collective.kind,
                         std::string(collective.name) + " over " + group.name + (flat_and_hierarchical ? " (flat)" : ""),
                         group.comm, nullptr, nullptr});
-      if (flat_and_hierarchical) {
+      if (flat_and_hierarchical && collective.kind == Kind::all_gather) {
         runner.run_table({Kind::hierarchical_all_gather,
                           std::string(collective.name) + " over partition groups (hierarchical: inter-node, then intra-node)",
+                          nullptr, &inter, &intra});
+      }
+      if (flat_and_hierarchical && collective.kind == Kind::reduce_scatter) {
+        runner.run_table({Kind::hierarchical_reduce_scatter,
+                          std::string(collective.name) + " over partition groups (hierarchical: intra-node, then inter-node)",
                           nullptr, &inter, &intra});
       }
     }

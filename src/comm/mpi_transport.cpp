@@ -6,6 +6,7 @@
 #include <climits>
 #include <cstdio>
 #include <functional>
+#include <memory>
 #include <thread>
 #include <string>
 #include <utility>
@@ -143,15 +144,20 @@ std::function<void()> average_step(void* recv, std::size_t count, DataType type,
 }  // namespace
 
 
-// One MPI request plus what must happen (average division) or stay alive (datatypes) until it ends. A
-// tracked one is on its transport's in-flight list until it completes, so progress() reaches it.
+// MPI requests (usually one) plus what must happen (average division) or stay alive (datatypes, an
+// intermediate buffer captured by on_complete) until they all end. A tracked one is on its transport's
+// in-flight list until it completes, so progress() reaches it.
 class MpiTransport::Pending final : public PendingCollective {
  public:
-  // what, group: for the message when the operation makes no progress for `limit`.
+  // what, group: for the message when the operation makes no progress for `limit` (0: no limit).
   Pending(MpiTransport* tracker, MPI_Request request, std::function<void()> on_complete, const char* what,
           const Group& group, std::chrono::milliseconds limit, std::vector<OwnedType> types = {})
+      : Pending(tracker, std::vector<MPI_Request>{request}, std::move(on_complete), what, group, limit,
+                std::move(types)) {}
+  Pending(MpiTransport* tracker, std::vector<MPI_Request> requests, std::function<void()> on_complete,
+          const char* what, const Group& group, std::chrono::milliseconds limit, std::vector<OwnedType> types = {})
       : tracker_(tracker),
-        request_(request),
+        requests_(std::move(requests)),
         on_complete_(std::move(on_complete)),
         what_(what),
         comm_(group.handle()),
@@ -166,28 +172,29 @@ class MpiTransport::Pending final : public PendingCollective {
     if (tracker_) tracker_->untrack(this);
   }
   bool test() override {
-    if (request_ == MPI_REQUEST_NULL) return true;
+    if (finished_) return true;
     int flag = 0;
-    MICS_MPI_CHECK(MPI_Test(&request_, &flag, MPI_STATUS_IGNORE));
+    MICS_MPI_CHECK(MPI_Testall(static_cast<int>(requests_.size()), requests_.data(), &flag, MPI_STATUSES_IGNORE));
     if (flag) complete();
     return flag != 0;
   }
   void wait() override {
-    if (request_ == MPI_REQUEST_NULL) return;
-    wait_or_give_up_on(request_, limit_, what_, comm_, kind_);
+    if (finished_) return;
+    for (MPI_Request& request : requests_) wait_or_give_up_on(request, limit_, what_, comm_, kind_);
     complete();
   }
 
  private:
   void complete() {
-    request_ = MPI_REQUEST_NULL;
+    finished_ = true;
     if (tracker_) tracker_->untrack(this);
     tracker_ = nullptr;
     if (on_complete_) on_complete_();
     types_.clear();
   }
   MpiTransport* tracker_;
-  MPI_Request request_;
+  std::vector<MPI_Request> requests_;
+  bool finished_ = false;
   std::function<void()> on_complete_;
   const char* what_;
   MPI_Comm comm_;
@@ -343,6 +350,46 @@ Request MpiTransport::reduce_scatter(const void* send, void* recv, std::size_t c
       MPI_Ireduce_scatter_block(send, recv, n, mpi_type(type), mpi_op(type, op), group.handle(), &request));
   return Request(std::make_unique<Pending>(this, request, average_step(recv, count, type, op, group.size()),
                                            "a reduce-scatter", group, no_progress_limit_));
+}
+
+// Input shard q = j'*L + l' at q*c: row j' (shards j'*L .. j'*L + L-1) is contiguous. Stage 1 reduce-scatters
+// each row over the intra-node group, so this rank (local index l) holds the node's partial sums of shards
+// j'*L + l, for every j', at j'*c of the intermediate; stage 2 reduce-scatters that over the inter-node
+// group (J ranks with local index l), and rank j keeps the full sum of shard j*L + l.
+Request MpiTransport::hierarchical_reduce_scatter(const void* send, void* recv, std::size_t count, DataType type,
+                                                  ReduceOp op, const Group& inter_node, const Group& intra_node) {
+  MICS_CHECK(send != recv, "reduce_scatter needs distinct input and output buffers");
+  const int c = int_count(count);
+  const int J = inter_node.size();
+  const int L = intra_node.size();
+  const std::size_t elem = size_of(type);
+  int_count(count * static_cast<std::size_t>(J) * static_cast<std::size_t>(L));
+  const MPI_Datatype base = mpi_type(type);
+  const MPI_Op reduce = mpi_op(type, op);  // an average sums here and divides once at the end
+  auto intermediate = std::make_shared<std::vector<unsigned char>>(count * static_cast<std::size_t>(J) * elem);
+  const auto* in = static_cast<const unsigned char*>(send);
+  std::vector<MPI_Request> rows(static_cast<std::size_t>(J), MPI_REQUEST_NULL);
+  for (int row = 0; row < J; ++row) {
+    MICS_MPI_CHECK(MPI_Ireduce_scatter_block(in + static_cast<std::size_t>(row) * L * count * elem,
+                                             intermediate->data() + static_cast<std::size_t>(row) * count * elem, c,
+                                             base, reduce, intra_node.handle(), &rows[static_cast<std::size_t>(row)]));
+  }
+  auto first = std::make_unique<Pending>(nullptr, std::move(rows), [intermediate] {},
+                                         "the intra-node reduce-scatter", intra_node, no_progress_limit_);
+  MPI_Comm inter = inter_node.handle();
+  const Group* inter_group = &inter_node;
+  const std::chrono::milliseconds limit = no_progress_limit_;
+  std::function<void()> average = average_step(recv, count, type, op, J * L);
+  auto second = [=]() -> std::unique_ptr<PendingCollective> {
+    MPI_Request request = MPI_REQUEST_NULL;
+    MICS_MPI_CHECK(MPI_Ireduce_scatter_block(intermediate->data(), recv, c, base, reduce, inter, &request));
+    return std::make_unique<Pending>(
+        nullptr, request, [intermediate, average] {
+          if (average) average();
+        },
+        "the inter-node reduce-scatter", *inter_group, limit);
+  };
+  return Request(std::make_unique<TwoStage>(*this, std::move(first), std::move(second)));
 }
 
 Request MpiTransport::all_reduce(void* buffer, std::size_t count, DataType type, ReduceOp op, const Group& group) {

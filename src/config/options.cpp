@@ -28,6 +28,8 @@ std::string_view to_string(Switch value) {
 
 std::string_view to_string(Device device) { return device == Device::cuda ? "cuda" : "cpu"; }
 
+std::string_view to_string(Recompute recompute) { return recompute == Recompute::blocks ? "blocks" : "none"; }
+
 namespace {
 
 // The schema bounds every integer key to the int range, so these narrowings are exact.
@@ -98,6 +100,7 @@ Options read_options(const Config& c) {
                                  : TrainOptions::Resume::path;
   if (t.resume == TrainOptions::Resume::path) t.resume_path = resume;
   t.save_final = c.get_string("train.save_final");
+  t.recompute = c.get_string("train.recompute") == "blocks" ? Recompute::blocks : Recompute::none;
 
   o.backend.device = c.get_string("backend.device") == "cuda" ? Device::cuda : Device::cpu;
   o.backend.threads = int_of(c, "backend.threads");

@@ -85,7 +85,8 @@ std::vector<KeyDef> build_schema() {
       int_key("parallel.partition_size", "auto", 1,
               "ranks sharing one copy of the model states; auto = ranks per node", true),
       choice_key("parallel.hierarchical", "auto", {"auto", "on", "off"},
-                 "hierarchical all-gather when a partition group spans nodes; auto = when it does"),
+                 "hierarchical all-gather (inter-node, then intra-node) and reduce-scatter (intra-node, then "
+                 "inter-node) when a partition group spans nodes; auto = when it does"),
       choice_key("parallel.gather_dtype", "fp32", {"fp32", "bf16"},
                  "precision of gathered parameters: bf16 halves the all-gather bytes (master weights stay fp32)"),
       // [model]
@@ -122,6 +123,9 @@ std::vector<KeyDef> build_schema() {
                  "auto = latest checkpoint in checkpoint.dir if any, never = start fresh, or a PATH"),
       string_key("train.save_final", "",
                  "write the final weights as an llm.c model file (version 3, fp32) to this PATH"),
+      choice_key("train.recompute", "none", {"none", "blocks"},
+                 "activations: none = keep every block's, blocks = keep each block's input and run its forward "
+                 "again before its backward (same losses, less memory, about one more forward)"),
       // [backend]
       choice_key("backend.device", "cpu", {"cpu", "cuda"}, "compute backend"),
       int_key("backend.threads", "0", 0, "CPU threads per rank; 0 = OpenMP default"),

@@ -26,7 +26,7 @@ class ScopedTimer {
 };
 
 ScheduleShape schedule_shape(const model::Gpt& gpt, const topology::ParallelPlan& plan) {
-  return {gpt.layout().shape().layers, plan.sharded(), plan.replicated(), plan.grad_accum};
+  return {gpt.layout().shape().layers, plan.sharded(), plan.replicated(), plan.grad_accum, gpt.recompute_mode()};
 }
 
 }  // namespace
@@ -90,6 +90,7 @@ MemoryReport Engine::memory() const {
   for (const auto& slot : grad_slots_) r.gradients += slot.bytes();
   r.gradients += embedding_grad_.bytes();
   r.staging = staging_.bytes();
+  r.activations = gpt_.activation_bytes();
   return r;
 }
 
@@ -176,6 +177,14 @@ void Engine::execute(const std::vector<Op>& ops, Run& run, int step, float lr, S
         {
           ScopedTimer timer(run.times.compute);
           gpt_.forward(op.stage, parameters(op));
+        }
+        groups_.progress();
+        break;
+      }
+      case Op::Kind::recompute: {
+        {
+          ScopedTimer timer(run.times.compute);
+          gpt_.recompute(op.stage, parameters(op));
         }
         groups_.progress();
         break;

@@ -6,7 +6,8 @@
 
 namespace mics::engine {
 
-MemoryReport expected_memory(const model::ParamLayout& layout, int p, bool gather_bf16) {
+MemoryReport expected_memory(const model::ParamLayout& layout, int p, bool gather_bf16,
+                             const ActivationShape& activations) {
   MemoryReport r;
   std::size_t max_padded = 0, max_shard = 0, embedding_padded = 0;
   const auto P = static_cast<std::size_t>(p);
@@ -23,6 +24,8 @@ MemoryReport expected_memory(const model::ParamLayout& layout, int p, bool gathe
     r.gradients = (2 * max_padded + embedding_padded) * sizeof(float);
     r.staging = max_shard * sizeof(float);
   }
+  r.activations = model::Gpt::activation_bytes(layout.shape(), activations.micro_batch, activations.seq_len,
+                                               activations.recompute);
   return r;
 }
 

@@ -11,32 +11,38 @@ using model::Stage;
 
 enum class Pass { training, evaluation };  // forward and backward, or forward only
 
+enum class Step { forward, recompute, backward };
+
 // Consecutive stages that need the same unit share one gather.
 struct Run {
   int unit;
-  std::vector<std::pair<Stage, bool>> stages;  // (stage, is_backward)
+  std::vector<std::pair<Stage, Step>> stages;
 };
 
-std::vector<Run> make_runs(int layers, Pass pass) {
+std::vector<Run> make_runs(int layers, Pass pass, config::Recompute recompute) {
   std::vector<Run> runs;
-  auto add = [&runs](const Stage& stage, bool is_backward) {
+  auto add = [&runs](const Stage& stage, Step step) {
     if (runs.empty() || runs.back().unit != stage.unit) runs.push_back({stage.unit, {}});
-    runs.back().stages.emplace_back(stage, is_backward);
+    runs.back().stages.emplace_back(stage, step);
   };
-  for (const Stage& s : model::forward_stages(layers)) add(s, false);
-  if (pass == Pass::training)
-    for (const Stage& s : model::backward_stages(layers)) add(s, true);
+  for (const Stage& s : model::forward_stages(layers)) add(s, Step::forward);
+  if (pass == Pass::training) {
+    for (const Stage& s : model::backward_stages(layers)) {
+      if (model::needs_recompute(s, layers, recompute)) add(s, Step::recompute);
+      add(s, Step::backward);
+    }
+  }
   return runs;
 }
 
 // Builds the list, keeping track of what each gather slot holds across micro-steps.
 class Builder {
  public:
-  Builder(const ScheduleShape& shape, Pass pass) : shape_(shape), runs_(make_runs(shape.layers, pass)) {
+  Builder(const ScheduleShape& shape, Pass pass) : shape_(shape), runs_(make_runs(shape.layers, pass, shape.recompute)) {
     last_backward_.assign(static_cast<std::size_t>(shape.layers) + 2, {-1, -1});
     for (std::size_t k = 0; k < runs_.size(); ++k)
       for (std::size_t i = 0; i < runs_[k].stages.size(); ++i)
-        if (runs_[k].stages[i].second)
+        if (runs_[k].stages[i].second == Step::backward)
           last_backward_[static_cast<std::size_t>(runs_[k].unit)] = {static_cast<int>(k), static_cast<int>(i)};
   }
 
@@ -54,9 +60,9 @@ class Builder {
       const bool prefetched = k + 1 < runs_.size() && gather(micro, runs_[k + 1].unit, next_slot);
       bool gradient_begun = false;
       for (std::size_t i = 0; i < run.stages.size(); ++i) {
-        const auto& [stage, is_backward] = run.stages[i];
-        if (!is_backward) {
-          ops_.push_back({Op::Kind::forward, micro, run.unit, slot, stage});
+        const auto& [stage, step] = run.stages[i];
+        if (step != Step::backward) {
+          ops_.push_back({step == Step::forward ? Op::Kind::forward : Op::Kind::recompute, micro, run.unit, slot, stage});
           continue;
         }
         if (!gradient_begun && !unit_has_gradient(run.unit)) {
@@ -126,6 +132,7 @@ std::string to_string(Op::Kind kind) {
     case Op::Kind::gather: return "gather";
     case Op::Kind::wait_gather: return "wait_gather";
     case Op::Kind::forward: return "forward";
+    case Op::Kind::recompute: return "recompute";
     case Op::Kind::begin_gradient: return "begin_gradient";
     case Op::Kind::backward: return "backward";
     case Op::Kind::reduce_scatter: return "reduce_scatter";

@@ -29,7 +29,9 @@ BlockOffsets block_offsets(const ParamLayout& layout) {
 
 }  // namespace
 
-// Everything one micro-batch's forward keeps for the backward, plus the backward's scratch.
+// Everything one micro-batch's forward keeps for the backward, plus the backward's scratch. With
+// recompute = blocks every layer holds only residual3 (its output, the next block's input) and one
+// scratch layer holds the other activations of whichever block ran its forward last.
 struct Gpt::Activations {
   struct Layer {
     Buffer<float> ln1, ln1_mean, ln1_rstd;  // (N,C), (N), (N)
@@ -45,6 +47,12 @@ struct Gpt::Activations {
   Buffer<std::int32_t> inputs, targets;  // (N)
   Buffer<float> encoded;                 // (N,C)
   std::vector<Layer> layers;
+  Layer scratch;          // recompute = blocks: one block's activations (residual3 stays per layer)
+  int scratch_layer = -1; // the block whose activations the scratch holds for this batch
+  // The buffers of `layer` other than residual3: its own, or the scratch block.
+  Layer& work(int layer, config::Recompute recompute) {
+    return recompute == config::Recompute::blocks ? scratch : layers[static_cast<std::size_t>(layer)];
+  }
   Buffer<float> lnf, lnf_mean, lnf_rstd;  // (N,C), (N), (N)
   Buffer<float> logits;                   // (N,Vp); softmax numerators after the Head forward, dlogits after its backward
   Buffer<float> losses, inv_sum;          // (N)
@@ -55,8 +63,9 @@ struct Gpt::Activations {
   std::size_t bytes = 0;
 };
 
-Gpt::Gpt(const GptShape& shape, backends::Backend& backend, int micro_batch, int seq_len)
-    : layout_(shape), backend_(backend), B_(micro_batch), T_(seq_len) {
+Gpt::Gpt(const GptShape& shape, backends::Backend& backend, int micro_batch, int seq_len,
+         config::Recompute recompute)
+    : layout_(shape), backend_(backend), B_(micro_batch), T_(seq_len), recompute_(recompute) {
   if (B_ <= 0) throw InputError("micro_batch = " + std::to_string(B_) + " must be positive");
   if (T_ <= 0 || T_ > shape.max_seq_len) {
     throw InputError("seq_len = " + std::to_string(T_) + " must be in [1, max_seq_len = " +
@@ -71,12 +80,7 @@ Gpt::Gpt(const GptShape& shape, backends::Backend& backend, int micro_batch, int
     a.bytes += count * sizeof(float);
     return backend_.alloc<float>(count);
   };
-  a.inputs = backend_.alloc<std::int32_t>(N);
-  a.targets = backend_.alloc<std::int32_t>(N);
-  a.bytes += 2 * N * sizeof(std::int32_t);
-  a.encoded = floats(N * C);
-  a.layers.resize(static_cast<std::size_t>(shape.layers));
-  for (Activations::Layer& l : a.layers) {
+  auto block = [&](Activations::Layer& l) {  // everything but residual3
     l.ln1 = floats(N * C);
     l.ln1_mean = floats(N);
     l.ln1_rstd = floats(N);
@@ -89,8 +93,17 @@ Gpt::Gpt(const GptShape& shape, backends::Backend& backend, int micro_batch, int
     l.ln2_rstd = floats(N);
     l.fch = floats(N * 4 * C);
     l.fch_gelu = floats(N * 4 * C);
+  };
+  a.inputs = backend_.alloc<std::int32_t>(N);
+  a.targets = backend_.alloc<std::int32_t>(N);
+  a.bytes += 2 * N * sizeof(std::int32_t);
+  a.encoded = floats(N * C);
+  a.layers.resize(static_cast<std::size_t>(shape.layers));
+  for (Activations::Layer& l : a.layers) {
+    if (recompute_ == config::Recompute::none) block(l);
     l.residual3 = floats(N * C);
   }
+  if (recompute_ == config::Recompute::blocks) block(a.scratch);
   a.lnf = floats(N * C);
   a.lnf_mean = floats(N);
   a.lnf_rstd = floats(N);
@@ -100,6 +113,22 @@ Gpt::Gpt(const GptShape& shape, backends::Backend& backend, int micro_batch, int
   a.dresidual = floats(N * C);
   a.dnarrow = floats(N * C);
   a.dwide = floats(N * 4 * C);
+  MICS_CHECK(a.bytes == activation_bytes(shape, B_, T_, recompute_), "activation_bytes() disagrees with the allocation");
+}
+
+std::size_t Gpt::activation_bytes(const GptShape& shape, int micro_batch, int seq_len, config::Recompute recompute) {
+  const std::size_t N = static_cast<std::size_t>(micro_batch) * static_cast<std::size_t>(seq_len);
+  const std::size_t C = static_cast<std::size_t>(shape.channels);
+  const std::size_t T = static_cast<std::size_t>(seq_len);
+  const std::size_t L = static_cast<std::size_t>(shape.layers);
+  // One block without its output: ln1 (N,C)+2N, qkv 3NC, atty NC, att B*NH*T*T, residual2 NC,
+  // ln2 NC+2N, fch and fch_gelu 8NC.
+  const std::size_t block = 15 * N * C + 4 * N + static_cast<std::size_t>(micro_batch) * shape.heads * T * T;
+  const std::size_t blocks = recompute == config::Recompute::blocks ? block : L * block;
+  const std::size_t floats = N * C /*encoded*/ + blocks + L * N * C /*residual3*/ + N * C + 2 * N /*lnf*/ +
+                             N * static_cast<std::size_t>(shape.padded_vocab) + 2 * N /*losses, inv_sum*/ +
+                             6 * N * C /*dresidual, dnarrow, dwide*/;
+  return floats * sizeof(float) + 2 * N * sizeof(std::int32_t);
 }
 
 Gpt::~Gpt() = default;
@@ -111,6 +140,10 @@ std::vector<Stage> forward_stages(int L) {
   stages.push_back(Stage{Stage::Kind::FinalNorm, L + 1});
   stages.push_back(Stage{Stage::Kind::Head, 0});
   return stages;
+}
+
+bool needs_recompute(const Stage& stage, int layers, config::Recompute recompute) {
+  return recompute == config::Recompute::blocks && stage.kind == Stage::Kind::Block && stage.layer != layers - 1;
 }
 
 std::vector<Stage> backward_stages(int L) {
@@ -138,6 +171,7 @@ void Gpt::set_batch(const std::int32_t* inputs, const std::int32_t* targets) {
   backend_.copy_from_host(acts_->inputs.data(), inputs, N * sizeof(std::int32_t));
   backend_.copy_from_host(acts_->targets.data(), targets, N * sizeof(std::int32_t));
   have_loss_ = false;
+  acts_->scratch_layer = -1;
 }
 
 void Gpt::forward(const Stage& stage, const float* params) {
@@ -152,7 +186,7 @@ void Gpt::forward(const Stage& stage, const float* params) {
                                T_, C);
       break;
     case Stage::Kind::Block:
-      forward_block(stage.layer, params);
+      forward_block(stage.layer, params, false);
       break;
     case Stage::Kind::FinalNorm: {
       // params = [ln_f.weight (C) | ln_f.bias (C)]
@@ -175,14 +209,17 @@ void Gpt::forward(const Stage& stage, const float* params) {
   }
 }
 
-void Gpt::forward_block(int layer, const float* p) {
+// recomputing: the block's backward needs everything but residual3 (the next block's input, kept), so the
+// last projection and residual add are left out; the kernels before them are the forward's, in its order.
+void Gpt::forward_block(int layer, const float* p, bool recomputing) {
   const GptShape& s = layout_.shape();
   const int N = B_ * T_;
   const int C = s.channels;
   const std::size_t NC = static_cast<std::size_t>(N) * C;
   Activations& a = *acts_;
   const BlockOffsets& o = a.block;
-  Activations::Layer& l = a.layers[static_cast<std::size_t>(layer)];
+  Activations::Layer& l = a.work(layer, recompute_);
+  float* residual3 = a.layers[static_cast<std::size_t>(layer)].residual3.data();
   const float* residual = layer == 0 ? a.encoded.data() : a.layers[static_cast<std::size_t>(layer) - 1].residual3.data();
 
   backend_.layernorm_forward(l.ln1.data(), l.ln1_mean.data(), l.ln1_rstd.data(), residual, p + o.ln1w, p + o.ln1b, N, C);
@@ -194,8 +231,16 @@ void Gpt::forward_block(int layer, const float* p) {
                              p + o.ln2b, N, C);
   backend_.matmul_forward(l.fch.data(), l.ln2.data(), p + o.fcw, p + o.fcb, N, C, 4 * C);
   backend_.gelu_forward(l.fch_gelu.data(), l.fch.data(), 4 * NC);
-  backend_.matmul_forward(l.residual3.data(), l.fch_gelu.data(), p + o.fcprojw, p + o.fcprojb, N, 4 * C, C);
-  backend_.residual_forward(l.residual3.data(), l.residual3.data(), l.residual2.data(), NC);
+  a.scratch_layer = layer;
+  if (recomputing) return;
+  backend_.matmul_forward(residual3, l.fch_gelu.data(), p + o.fcprojw, p + o.fcprojb, N, 4 * C, C);
+  backend_.residual_forward(residual3, residual3, l.residual2.data(), NC);
+}
+
+void Gpt::recompute(const Stage& stage, const float* params) {
+  MICS_CHECK(stage.kind == Stage::Kind::Block, "only Block stages are recomputed");
+  MICS_CHECK(recompute_ == config::Recompute::blocks, "recompute() on a Gpt that keeps every block's activations");
+  forward_block(stage.layer, params, true);
 }
 
 float Gpt::loss() const {
@@ -255,7 +300,10 @@ void Gpt::backward_block(int layer, const float* p, float* g) {
   const int C = s.channels;
   Activations& a = *acts_;
   const BlockOffsets& o = a.block;
-  const Activations::Layer& l = a.layers[static_cast<std::size_t>(layer)];
+  MICS_CHECK(recompute_ == config::Recompute::none || a.scratch_layer == layer,
+             "backward of block " + std::to_string(layer) + " without its recompute (the scratch holds block " +
+                 std::to_string(a.scratch_layer) + ")");
+  const Activations::Layer& l = a.work(layer, recompute_);
   const float* residual = layer == 0 ? a.encoded.data() : a.layers[static_cast<std::size_t>(layer) - 1].residual3.data();
   float* dres = a.dresidual.data();  // in: d residual3; out: d residual (the block's input)
   float* dnarrow = a.dnarrow.data();
@@ -295,6 +343,7 @@ float forward_backward(Gpt& gpt, std::span<const float* const> unit_params, std:
   if (!unit_grads.empty()) {
     for (const Stage& stage : backward_stages(L)) {
       const auto u = static_cast<std::size_t>(stage.unit);
+      if (needs_recompute(stage, L, gpt.recompute_mode())) gpt.recompute(stage, unit_params[u]);
       gpt.backward(stage, unit_params[u], unit_grads[u], grad_scale);
     }
   }

@@ -208,6 +208,11 @@ Topology Topology::create(const Shape& shape, MPI_Comm world) {
     t.intra_node_ = Group(split(world, world_rank / L, world_rank), GroupKind::intra_node, at.node);
     t.inter_node_ = Group(split(world, at.partition_group * L + at.intra_node_index, at.inter_node_index),
                           GroupKind::inter_node, at.node);
+    MPI_Comm intra_copy = MPI_COMM_NULL, inter_copy = MPI_COMM_NULL;
+    MICS_MPI_CHECK(MPI_Comm_dup(t.intra_node_.handle(), &intra_copy));
+    t.intra_node_reduce_ = Group(intra_copy, GroupKind::intra_node, at.node);
+    MICS_MPI_CHECK(MPI_Comm_dup(t.inter_node_.handle(), &inter_copy));
+    t.inter_node_reduce_ = Group(inter_copy, GroupKind::inter_node, at.node);
   }
   return t;
 }

@@ -150,7 +150,8 @@ void check_output_paths(const config::Options& options, std::size_t parameters, 
                      " free, one checkpoint needs about " + format_bytes(needed));
 }
 
-void log_setup(const RunSetup& s, const model::Gpt& gpt, const engine::MemoryReport& memory, std::string_view transport) {
+void log_setup(const RunSetup& s, const model::Gpt& gpt, const engine::MemoryReport& memory, std::string_view transport,
+               config::Recompute recompute) {
   const model::GptShape& m = s.model.shape;
   MICS_LOG(info) << "model: " << s.model.preset << ", L=" << m.layers << " NH=" << m.heads << " C=" << m.channels
                  << " V=" << m.vocab << " T=" << s.model.seq_len << ", " << gpt.layout().total_numel()
@@ -158,10 +159,12 @@ void log_setup(const RunSetup& s, const model::Gpt& gpt, const engine::MemoryRep
   MICS_LOG(info) << "plan: " << s.plan.describe() << " (" << s.plan.global_batch() * s.model.seq_len
                  << " tokens); collectives on " << transport;
   for (const std::string& note : s.plan.notes) MICS_LOG(warning) << note;
-  MICS_LOG(info) << "memory per rank: model states " << format_bytes(static_cast<double>(memory.model_states))
+  MICS_LOG(info) << "memory per rank (planned before allocation): model states "
+                 << format_bytes(static_cast<double>(memory.model_states))
                  << " (16 B/param / p), gathered " << format_bytes(static_cast<double>(memory.gathered))
                  << ", gradient buffers " << format_bytes(static_cast<double>(memory.gradients + memory.staging))
-                 << ", activations " << format_bytes(static_cast<double>(gpt.activation_bytes()));
+                 << ", activations " << format_bytes(static_cast<double>(memory.activations)) << " (recompute "
+                 << config::to_string(recompute) << "), total " << format_bytes(static_cast<double>(memory.total()));
 }
 
 }  // namespace
@@ -184,14 +187,21 @@ int run_training(const RunSetup& s) {
   comm::agree(world, [&] {  // e.g. backend.device = cuda on a node without a GPU
     backend = backends::make_backend(options.backend);
   });
-  model::Gpt gpt(s.model.shape, *backend, B, T);
+  // The memory plan, from the sizes alone, before the model and the engine allocate anything.
+  const engine::MemoryReport planned = engine::expected_memory(model::ParamLayout(s.model.shape), plan.shape.partition_size,
+                                                               plan.gather_bf16, {B, T, train.recompute});
+  model::Gpt gpt(s.model.shape, *backend, B, T, train.recompute);
   // Device memory moves on its own transport (NCCL, or MPI through pinned buffers); host memory on MPI.
   const std::unique_ptr<comm::Transport> device_transport =
       backends::make_data_transport(*backend, s.topology, s.mpi, options.backend.collectives, s.on_unrecoverable);
   comm::Transport& data_transport = device_transport ? *device_transport : s.mpi;
   comm::Collectives collectives(data_transport, s.mpi);
   Engine engine(gpt, *backend, collectives, s.topology, plan, optimizer_options(train));
-  log_setup(s, gpt, engine.memory(), data_transport.name());
+  log_setup(s, gpt, planned, data_transport.name(), train.recompute);
+  const engine::MemoryReport allocated = engine.memory();
+  if (allocated.total() != planned.total())
+    MICS_LOG(warning) << "memory per rank as allocated (" << format_bytes(static_cast<double>(allocated.total()))
+                      << ") differs from the plan";
 
   // A resumed run takes its states from the checkpoint and continues at its step.
   const StopSignals signals;

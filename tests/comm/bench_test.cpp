@@ -75,6 +75,8 @@ TEST_CASE("a short benchmark verifies every element and prints nccl-tests tables
   if (world >= 4) {
     CHECK_THAT(text, Catch::Contains("all_gather over partition groups (flat)"));
     CHECK_THAT(text, Catch::Contains("all_gather over partition groups (hierarchical"));
+    CHECK_THAT(text, Catch::Contains("reduce_scatter over partition groups (flat)"));
+    CHECK_THAT(text, Catch::Contains("reduce_scatter over partition groups (hierarchical: intra-node, then inter-node)"));
     CHECK_THAT(text, Catch::Contains("all_gather over inter-node groups"));
     CHECK_THAT(text, Catch::Contains("all_gather over intra-node groups"));
   }

@@ -1,4 +1,5 @@
-// Typed collectives over MiCS groups: hierarchical all-gather bit-identical to the flat one, exact
+// Typed collectives over MiCS groups: hierarchical all-gather bit-identical to the flat one, hierarchical
+// reduce-scatter within the summation-order bound of the flat one, exact
 // reductions on integer-valued data, non-blocking handles, and the traffic the typed layer counts,
 // checked against byte counts derived here from the group sizes and message sizes.
 #include <mpi.h>
@@ -133,6 +134,124 @@ TEMPLATE_TEST_CASE("hierarchical all-gather equals the flat all-gather bit for b
       std::vector<T> via_groups(flat.size());
       groups.gather<T>(shard, via_groups).wait();
       CHECK(same_bits(flat, via_groups));
+    }
+  }
+}
+
+// A value in [-1, 1) of (partition rank, element), the same on every rank that computes it.
+double noise(int rank, std::size_t e) {
+  std::uint64_t z = (static_cast<std::uint64_t>(rank) << 32) + e + 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return static_cast<double>(z >> 11) * 0x1p-52 - 1.0;
+}
+
+TEMPLATE_TEST_CASE("hierarchical reduce-scatter: exact on integers, within the summation-order bound otherwise, "
+                   "(J-1)/J of the data off each node", "[comm][mpi]", float, double) {
+  using T = TestType;
+  Mpi mpi;
+  const int world = mics::test::world_size();
+  const auto layouts = spanning_layouts(world);
+  if (layouts.empty()) {
+    CHECK(world == 1);
+    return;
+  }
+  // Each output is a sum of p terms. Any order of p-1 additions in precision u (2^-24 for float) is within
+  // gamma_{p-1} * sum|x_i| of the exact sum, gamma_k = k*u / (1 - k*u); two orders (the flat one, whatever
+  // tree MPI uses, and intra-node then inter-node) are within twice that of each other
+  // (docs/algorithms.md#hierarchical-reduce-scatter).
+  const double u = std::numeric_limits<T>::epsilon() / 2;
+  for (auto [rpn, p] : layouts) {
+    Topology topo = topology(rpn, p);
+    const int J = topo.shape().nodes_per_partition;
+    const int L = topo.shape().ranks_per_node_in_partition;
+    const int q = topo.placement().partition_rank;
+    const double gamma = (p - 1) * u / (1 - (p - 1) * u);
+    for (std::size_t c : {std::size_t{1}, std::size_t{3}, std::size_t{1001}}) {
+      INFO("ranks_per_node " << rpn << " p " << p << " J " << J << " L " << L << " c " << c);
+      const std::size_t n = c * static_cast<std::size_t>(p);
+      std::vector<T> integers(n), noisy(n);
+      for (std::size_t e = 0; e < n; ++e) {
+        integers[e] = static_cast<T>((q + 1) * static_cast<int>(e % 5 + 1));
+        noisy[e] = static_cast<T>(noise(q, e));
+      }
+      std::vector<T> flat(c), hier(c), polled(c);
+      // Integers: every partial sum is exact, so any order gives the same bits.
+      mpi.collectives.reduce_scatter<T>(integers, flat, ReduceOp::sum, topo.partition()).wait();
+      mpi.collectives.hierarchical_reduce_scatter<T>(integers, hier, ReduceOp::sum, topo.inter_node(), topo.intra_node())
+          .wait();
+      CHECK(same_bits(flat, hier));
+      for (std::size_t k = 0; k < c; ++k)
+        REQUIRE(hier[k] == static_cast<T>(p * (p + 1) / 2 * static_cast<int>((static_cast<std::size_t>(q) * c + k) % 5 + 1)));
+
+      // Non-integer data: within the bound of the exact sum and of the flat result.
+      mpi.collectives.reduce_scatter<T>(noisy, flat, ReduceOp::sum, topo.partition()).wait();
+      (void)mpi.collectives.take_traffic();
+      mpi.collectives.hierarchical_reduce_scatter<T>(noisy, hier, ReduceOp::sum, topo.inter_node(), topo.intra_node())
+          .wait();
+      for (std::size_t k = 0; k < c; ++k) {
+        const std::size_t e = static_cast<std::size_t>(q) * c + k;
+        double exact = 0, magnitude = 0;
+        for (int r = 0; r < p; ++r) {
+          const double x = static_cast<double>(static_cast<T>(noise(r, e)));
+          exact += x;
+          magnitude += std::abs(x);
+        }
+        INFO("element " << k << ": flat " << flat[k] << ", hierarchical " << hier[k] << ", exact " << exact);
+        REQUIRE(std::abs(static_cast<double>(hier[k]) - exact) <= gamma * magnitude * (1 + 1e-9));
+        REQUIRE(std::abs(static_cast<double>(hier[k]) - static_cast<double>(flat[k])) <= 2 * gamma * magnitude * (1 + 1e-9));
+      }
+
+      // Traffic: J reduce-scatters of c out over the L ranks of the node, none of it off the node; one of c
+      // over the J nodes, all of it off the node. Summed over a node's L ranks, L*(J-1)*c = (J-1)/J of
+      // the p*c input leaves the node, against (p-1)/p of it for the flat ring.
+      const std::uint64_t elem = sizeof(T);
+      const Traffic traffic = mpi.collectives.take_traffic();
+      const TrafficCounters& inter = of(traffic, mics::topology::GroupKind::inter_node);
+      const TrafficCounters& intra = of(traffic, mics::topology::GroupKind::intra_node);
+      CHECK(intra.collectives == static_cast<std::uint64_t>(J));
+      CHECK(intra.bytes_sent == static_cast<std::uint64_t>(J) * static_cast<std::uint64_t>(L - 1) * c * elem);
+      CHECK(intra.bytes_sent_off_node == 0);
+      CHECK(inter.collectives == 1);
+      CHECK(inter.bytes_sent == static_cast<std::uint64_t>(J - 1) * c * elem);
+      CHECK(inter.bytes_received == inter.bytes_sent);
+      CHECK(inter.bytes_sent_off_node == inter.bytes_sent);
+      CHECK(of(traffic, mics::topology::GroupKind::partition).collectives == 0);
+      std::uint64_t hier_egress = 0, flat_egress = 0;
+      MPI_Allreduce(&inter.bytes_sent_off_node, &hier_egress, 1, MPI_UINT64_T, MPI_SUM, topo.node().handle());
+      mpi.collectives.reduce_scatter<T>(noisy, flat, ReduceOp::sum, topo.partition()).wait();
+      const TrafficCounters flat_partition = of(mpi.collectives.take_traffic(), mics::topology::GroupKind::partition);
+      MPI_Allreduce(&flat_partition.bytes_sent_off_node, &flat_egress, 1, MPI_UINT64_T, MPI_SUM, topo.node().handle());
+      const std::uint64_t M = n * elem;
+      CHECK(hier_egress * static_cast<std::uint64_t>(J) == M * static_cast<std::uint64_t>(J - 1));
+      CHECK(flat_egress * static_cast<std::uint64_t>(p) == M * static_cast<std::uint64_t>(p - 1));
+      if (L > 1) CHECK(hier_egress < flat_egress);
+
+      // Non-blocking: progress() alone moves both stages along; an average divides by p once.
+      std::vector<T> average(c);
+      Request request = mpi.collectives.hierarchical_reduce_scatter<T>(integers, average, ReduceOp::average,
+                                                                       topo.inter_node(), topo.intra_node());
+      for (int turns = 0; turns < 10000000 && !request.test(); ++turns) mpi.collectives.progress();
+      CHECK(request.done());
+      for (std::size_t k = 0; k < c; ++k)
+        REQUIRE(average[k] == static_cast<T>((p + 1) / 2.0 * static_cast<int>((static_cast<std::size_t>(q) * c + k) % 5 + 1)));
+
+      // The engine's group object takes the hierarchical path when the plan says so, the flat one when not.
+      mics::config::ParallelOptions options;
+      options.partition_size = p;
+      const auto plan = mics::topology::make_plan(options, 1, 1, world, rpn);
+      REQUIRE(plan.hierarchical);
+      MicsGroups groups(mpi.collectives, topo, plan);
+      std::vector<float> full_f(n), via_groups(c);
+      for (std::size_t e = 0; e < n; ++e) full_f[e] = static_cast<float>(noise(q, e));
+      (void)mpi.collectives.take_traffic();
+      groups.reduce_scatter(full_f, via_groups).wait();
+      CHECK(of(mpi.collectives.take_traffic(), mics::topology::GroupKind::inter_node).collectives == 1);
+      options.hierarchical = mics::config::Switch::off;
+      MicsGroups flat_groups(mpi.collectives, topo, mics::topology::make_plan(options, 1, 1, world, rpn));
+      flat_groups.reduce_scatter(full_f, via_groups).wait();
+      CHECK(of(mpi.collectives.take_traffic(), mics::topology::GroupKind::inter_node).collectives == 0);
     }
   }
 }

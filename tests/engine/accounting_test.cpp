@@ -122,7 +122,7 @@ TEST_CASE("model-state memory is 16 bytes per padded parameter / p, plus the gat
       model::Gpt gpt(small_shape(), *backend, kB, kT);
       engine::Engine eng(gpt, *backend, mpi.collectives, topo, plan, {});
       const engine::MemoryReport have = eng.memory();
-      const engine::MemoryReport want = engine::expected_memory(gpt.layout(), layout.p, plan.gather_bf16);
+      const engine::MemoryReport want = engine::expected_memory(gpt.layout(), layout.p, plan.gather_bf16, {kB, kT});
       INFO("p = " << layout.p << ", bf16 gathers " << bf16_gathers);
       const auto P = static_cast<std::size_t>(layout.p);
       std::size_t padded_total = 0, largest = 0;
@@ -144,6 +144,7 @@ TEST_CASE("model-state memory is 16 bytes per padded parameter / p, plus the gat
       CHECK(have.gathered == want.gathered);
       CHECK(have.gradients == want.gradients);
       CHECK(have.staging == want.staging);
+      CHECK(have.activations == want.activations);
       // Sharding loses nothing: the shards of a partition group tile every padded unit exactly.
       for (const auto& s : eng.sharding())
         CHECK(sum_over(s.shard_numel, topo.partition().handle()) == s.padded_numel);
@@ -173,14 +174,17 @@ TEST_CASE("traffic per optimizer step: the counters equal the MPI calls, in the 
           return result.traffic[static_cast<std::size_t>(kind)];
         };
         // Every group's counters are exactly what this rank's MPI calls on that group send in a ring.
+        // (The hierarchical reduce-scatter runs on communicators of its own, counted under the same kinds.)
         for (const topology::Group* group : {&topo.world(), &topo.partition(), &topo.replication(),
                                              &topo.intra_node(), &topo.inter_node()}) {
           if (!group->valid()) continue;
-          std::uint64_t logged_calls = 0;
-          const std::uint64_t logged = logged_bytes(calls, *group, &logged_calls);
+          std::uint64_t logged_calls = 0, reduce_calls = 0;
+          std::uint64_t logged = logged_bytes(calls, *group, &logged_calls);
+          if (group == &topo.intra_node()) logged += logged_bytes(calls, topo.intra_node_reduce(), &reduce_calls);
+          if (group == &topo.inter_node()) logged += logged_bytes(calls, topo.inter_node_reduce(), &reduce_calls);
           INFO("group " << topology::to_string(group->kind()));
           CHECK(counters(group->kind()).bytes_sent == logged);
-          CHECK(counters(group->kind()).collectives == logged_calls);
+          CHECK(counters(group->kind()).collectives == logged_calls + reduce_calls);
         }
         // Second hop: one all-reduce per unit shard per optimizer step across the replicas, whatever
         // grad_accum is, of the whole accumulated shard.
@@ -206,13 +210,26 @@ TEST_CASE("traffic per optimizer step: the counters equal the MPI calls, in the 
         CHECK(result.gathers >= static_cast<int>(units));
         CHECK(result.gathers <= accum * static_cast<int>(2 * units + 1));
         if (plan.hierarchical) {
-          // Into each node come (J-1)/J of every gathered unit: L ranks x (J-1) shards of p = J*L.
+          // Into each node come (J-1)/J of every gathered unit (L ranks x (J-1) shards of p = J*L), and out
+          // of it (J-1)/J of every reduce-scattered fp32 unit gradient (L ranks x (J-1) node-summed shards).
           const auto inter = counters(topology::GroupKind::inter_node);
           const std::uint64_t elem = plan.gather_bf16 ? sizeof(bf16) : sizeof(float);
           const std::uint64_t node_ingress = sum_over(inter.bytes_received, topo.node().handle());
+          const std::uint64_t node_egress = sum_over(inter.bytes_sent_off_node, topo.node().handle());
           const std::uint64_t gathered_units = result.gathered_shard_elements * elem * static_cast<std::uint64_t>(p);
-          CHECK(node_ingress * static_cast<std::uint64_t>(J) == gathered_units * static_cast<std::uint64_t>(J - 1));
-          CHECK(inter.collectives == static_cast<std::uint64_t>(result.gathers));
+          std::uint64_t padded = 0;
+          for (const auto& s : eng.sharding()) padded += s.padded_numel;
+          const std::uint64_t scattered_units = static_cast<std::uint64_t>(accum) * padded * sizeof(float);
+          CHECK(node_ingress * static_cast<std::uint64_t>(J) ==
+                (gathered_units + scattered_units) * static_cast<std::uint64_t>(J - 1));
+          CHECK(node_egress == node_ingress);
+          CHECK(inter.collectives == static_cast<std::uint64_t>(result.gathers + result.reduce_scatters));
+          // Inside the node: each reduce-scatter is J row reduce-scatters, none of it off the node.
+          const auto intra = counters(topology::GroupKind::intra_node);
+          CHECK(intra.bytes_sent_off_node == 0u);
+          CHECK(intra.collectives ==
+                static_cast<std::uint64_t>(result.gathers + J * result.reduce_scatters));
+          CHECK(counters(topology::GroupKind::partition).collectives == 1u);  // the norm only
         }
       }
     }
@@ -258,6 +275,81 @@ TEST_CASE("a hierarchical all-gather brings (J-1)/J of a unit into each node, a 
   } else {
     CHECK(hier_ingress < flat_ingress);
   }
+}
+
+TEST_CASE("a hierarchical reduce-scatter sends (J-1)/J of a unit off each node, a flat one (p-1)/p") {
+  const int n = mics::test::world_size();
+  Mpi mpi;
+  const int rpn = n >= 4 ? 2 : 1;
+  config::ParallelOptions options;
+  options.partition_size = n;
+  const topology::ParallelPlan plan = topology::make_plan(options, 1, 1, n, rpn);
+  if (n == 1) {
+    CHECK_FALSE(plan.hierarchical);
+    return;
+  }
+  REQUIRE(plan.hierarchical);
+  topology::Topology topo = topology::Topology::create(plan.shape);
+  const int p = n, J = topo.shape().nodes_per_partition, L = topo.shape().ranks_per_node_in_partition;
+  const std::size_t c = 1001;
+  std::vector<float> full(c * static_cast<std::size_t>(p), 1.0f), shard(c);
+  const std::uint64_t M = c * static_cast<std::uint64_t>(p) * sizeof(float);
+
+  (void)mpi.collectives.take_traffic();
+  (void)test::take_mpi_calls();
+  comm::MicsGroups hierarchical(mpi.collectives, topo, plan);
+  hierarchical.reduce_scatter(full, shard).wait();
+  const std::vector<test::MpiCall> calls = test::take_mpi_calls();
+  const comm::Traffic traffic = mpi.collectives.take_traffic();
+  const auto inter = traffic[static_cast<std::size_t>(topology::GroupKind::inter_node)];
+  const auto intra = traffic[static_cast<std::size_t>(topology::GroupKind::intra_node)];
+  // The counters are what MPI was asked to do: J row reduce-scatters in the node, one across nodes.
+  std::uint64_t inter_calls = 0, intra_calls = 0;
+  CHECK(inter.bytes_sent == logged_bytes(calls, topo.inter_node_reduce(), &inter_calls));
+  CHECK(intra.bytes_sent == logged_bytes(calls, topo.intra_node_reduce(), &intra_calls));
+  CHECK(inter_calls == 1u);
+  CHECK(intra_calls == static_cast<std::uint64_t>(J));
+  CHECK(inter.bytes_sent == static_cast<std::uint64_t>(J - 1) * c * sizeof(float));
+  CHECK(intra.bytes_sent == static_cast<std::uint64_t>(J) * static_cast<std::uint64_t>(L - 1) * c * sizeof(float));
+  for (float x : shard) REQUIRE(x == static_cast<float>(p));
+  const std::uint64_t hier_egress = sum_over(inter.bytes_sent_off_node, topo.node().handle());
+  CHECK(hier_egress * static_cast<std::uint64_t>(J) == M * static_cast<std::uint64_t>(J - 1));
+
+  options.hierarchical = config::Switch::off;
+  comm::MicsGroups flat(mpi.collectives, topo, topology::make_plan(options, 1, 1, n, rpn));
+  flat.reduce_scatter(full, shard).wait();
+  const auto partition = mpi.collectives.take_traffic()[static_cast<std::size_t>(topology::GroupKind::partition)];
+  const std::uint64_t flat_egress = sum_over(partition.bytes_sent_off_node, topo.node().handle());
+  CHECK(flat_egress * static_cast<std::uint64_t>(p) == M * static_cast<std::uint64_t>(p - 1));
+  if (rpn == 1) {
+    CHECK(hier_egress == flat_egress);
+  } else {
+    CHECK(hier_egress < flat_egress);
+  }
+}
+
+TEST_CASE("the memory plan counts activations: every block's, or with recompute each block's input and one block") {
+  auto backend = backends::make_cpu_backend(1);
+  Mpi mpi;
+  const topology::ParallelPlan plan = plan_of(layouts().back(), 1);
+  topology::Topology topo = topology::Topology::create(plan.shape);
+  std::size_t totals[2] = {0, 0};
+  for (config::Recompute recompute : {config::Recompute::none, config::Recompute::blocks}) {
+    model::Gpt gpt(small_shape(), *backend, kB, kT, recompute);
+    engine::Engine eng(gpt, *backend, mpi.collectives, topo, plan, {});
+    const engine::MemoryReport have = eng.memory();
+    const engine::MemoryReport want =
+        engine::expected_memory(gpt.layout(), plan.shape.partition_size, plan.gather_bf16, {kB, kT, recompute});
+    INFO("recompute " << config::to_string(recompute));
+    CHECK(have.activations == gpt.activation_bytes());
+    CHECK(want.activations == have.activations);
+    CHECK(want.total() == have.total());
+    totals[recompute == config::Recompute::blocks] = have.activations;
+  }
+  // small_shape has 2 blocks: keeping one block's activations instead of two saves exactly one block.
+  const std::size_t N = kB * kT, C = 30;
+  const std::size_t block = (15 * N * C + 4 * N + kB * 2 * kT * kT) * sizeof(float);
+  CHECK(totals[0] - totals[1] == block);
 }
 
 TEST_CASE("zero3 reduce-scatters over the whole world every micro-step") {

@@ -1,10 +1,13 @@
 """The central test: with the same seed and global batch, ddp, zero3 and mics train the same model to
 the same numbers as one process that accumulates to the same global batch, for worlds of 1, 2, 4 and 8
-ranks, every valid partition size with 2 ranks per emulated node (so the hierarchical all-gather runs
-when p > 2), and grad_accum 1 and 4.
+ranks, every valid partition size with 2 ranks per emulated node (so the hierarchical all-gather and
+reduce-scatter run when p > 2), and grad_accum 1 and 4. Then: activation recomputation gives the same
+losses and final weights bit for bit on several strategies and worlds; the flat reduce-scatter
+(parallel.hierarchical = off) agrees with the hierarchical one within the summation-order tolerance.
 
 Tolerances (fp32): the layouts differ only in the order in which per-rank gradients are summed
-(reduce-scatter and all-reduce trees versus accumulation in one process). Each sum of k terms
+(reduce-scatter and all-reduce trees versus accumulation in one process; a hierarchical reduce-scatter sums
+a node's p/J terms first, then the J node sums: one more order). Each sum of k terms
 carries a relative rounding error of about k * 2^-24 ~ 1e-6 for k <= 32; after 20 Adam steps these
 perturb the loss by far less than 1e-5 relative. Final parameters: Adam normalises each update to
 about lr: where |g| >> eps a relative gradient error e moves the update by about lr * e (1e-9 here),
@@ -23,6 +26,14 @@ STEPS = 20
 LR = 1e-3
 COMMON = ["--train.steps=%d" % STEPS, "--train.micro_batch=2", "--model.seq_len=32", "--train.val_every=0",
           "--log.level=warning", "--train.lr=%g" % LR, "--train.warmup_steps=2", "--train.grad_clip=1.0"]
+
+
+def tiny_shards(p):
+    """Shard elements c_u of each unit of the tiny preset (L=2, C=64, Vp=256, maxT=64) over p ranks:
+    embedding Vp*C + maxT*C, blocks 12C^2 + 13C, final norm 2C, each padded to a multiple of p."""
+    L, C, Vp, maxT = 2, 64, 256, 64
+    units = [Vp * C + maxT * C] + [12 * C * C + 13 * C] * L + [2 * C]
+    return [(n + p - 1) // p for n in units]
 
 
 def read_llmc(path):
@@ -83,6 +94,54 @@ def main():
         print("%-22s %4.1fs  loss rel diff %.2e  param max diff %.2e mean %.2e" %
               (name, proc.seconds, worst, max_diff, mean_diff), flush=True)
 
+    # Activation recomputation (train.recompute = blocks): the recomputed forward runs the same kernels on
+    # the same inputs, so every loss and every final weight equals the run that keeps its activations, bit
+    # for bit (the losses are logged with 9 significant digits, enough to tell any two floats apart).
+    for world, rpn, strategy, p, accum in [(1, 1, "ddp", None, 4), (2, 2, "zero3", None, 1), (4, 2, "mics", 2, 4),
+                                           (4, 2, "mics", 4, 1), (8, 2, "mics", 4, 4), (8, 2, "ddp", None, 1)]:
+        base = "w%d_%s%s_a%d" % (world, strategy, "" if p is None else "_p%d" % p, accum)
+        name = base + "_recompute"
+        argv = ["train", "--deck", deck] + COMMON + [
+            "--run.name=" + name, "--train.grad_accum=%d" % accum, "--parallel.strategy=" + strategy,
+            "--topology.ranks_per_node=%d" % rpn, "--train.save_final=final/%s.bin" % name, "--train.recompute=blocks"]
+        if p is not None:
+            argv.append("--parallel.partition_size=%d" % p)
+        proc = runner.run_mpi(world, argv)
+        same_losses = runner.losses(name) == runner.losses(base)
+        same_params = read_llmc(os.path.join(runner.dir, "final", name + ".bin")) == \
+            read_llmc(os.path.join(runner.dir, "final", base + ".bin"))
+        checks.check(same_losses and same_params, "%s: recompute changed the losses (%s) or the weights (%s)" %
+                     (name, not same_losses, not same_params))
+        print("%-22s %4.1fs  recompute = blocks: losses %s, weights %s" %
+              (name, proc.seconds, "bit-identical" if same_losses else "DIFFER",
+               "bit-identical" if same_params else "DIFFER"), flush=True)
+
+    # Flat versus hierarchical reduce-scatter where the partition group spans nodes: the two sum each
+    # gradient element's p terms in different orders (within 2*(p-1)*2^-24 of the sum of magnitudes of
+    # each other), which after 20 steps stays far inside the 1e-5 relative loss tolerance. The
+    # hierarchical side is the case loop's run (parallel.hierarchical = auto).
+    for world, p, accum in [(4, 4, 1), (8, 8, 4), (8, 4, 1)]:
+        hier = "w%d_mics_p%d_a%d" % (world, p, accum)
+        name = hier + "_flat"
+        runner.run_mpi(world, ["train", "--deck", deck] + COMMON + [
+            "--run.name=" + name, "--train.grad_accum=%d" % accum, "--parallel.strategy=mics",
+            "--topology.ranks_per_node=2", "--parallel.partition_size=%d" % p, "--parallel.hierarchical=off"])
+        flat_m, hier_m = runner.metrics(name), runner.metrics(hier)
+        worst = max(abs(a["loss"] - b["loss"]) / abs(b["loss"]) for a, b in zip(flat_m, hier_m))
+        checks.check(worst <= 1e-5, "%s: flat and hierarchical reduce-scatter differ by %.3g relative" % (name, worst))
+        # Across nodes the hierarchical step sends (J-1)/J of each gradient, the flat ring (p-1)/p: the
+        # inter-node group carries the first, none of the flat run's reduce-scatters.
+        # (rank 0's counters; a group kind that moved nothing is left out of the metrics.)
+        def counter(metrics, kind, key):
+            return metrics[-1]["traffic"].get(kind, {}).get(key, 0)
+        checks.check(counter(hier_m, "inter_node", "collectives") > counter(flat_m, "inter_node", "collectives"),
+                     "%s: the hierarchical run did not reduce-scatter across the inter-node group" % hier)
+        print("%-22s loss rel diff flat vs hierarchical reduce-scatter %.2e; rank 0 off-node bytes: partition "
+              "%d + inter-node %d (flat) vs %d + %d (hierarchical)" %
+              (name, worst, counter(flat_m, "partition", "bytes_sent_off_node"),
+               counter(flat_m, "inter_node", "bytes_sent_off_node"), counter(hier_m, "partition", "bytes_sent_off_node"),
+               counter(hier_m, "inter_node", "bytes_sent_off_node")), flush=True)
+
     # Validation through the sharded forward (gathers with p > 1) sees the same sequences as one process
     # when the total number of validation sequences is the same: 4 ranks x 2 batches = 1 rank x 8.
     val_args = ["--train.val_every=10", "--train.val_batches=%d"]
@@ -116,9 +175,13 @@ def main():
         checks.check(worst <= 2 ** -9, "%s bf16 gathers: loss differs by %.3g relative" % (strategy, worst))
         kind = "inter_node" if strategy == "mics" else "partition"
         t32, t16 = fp32[-1]["traffic"][kind], bf16[-1]["traffic"][kind]
-        if strategy == "mics":  # the inter-node group carries only gathers
-            checks.check(2 * t16["bytes_sent"] == t32["bytes_sent"],
-                         "bf16 gathers sent %d bytes across nodes, fp32 %d" % (t16["bytes_sent"], t32["bytes_sent"]))
+        if strategy == "mics":
+            # The inter-node group also carries the fp32 hierarchical reduce-scatters: (J-1) = 1 shard of
+            # every unit per micro-step, the same in both runs; the gathers' part must halve exactly.
+            rs = sum(tiny_shards(4)) * 4
+            checks.check(2 * (t16["bytes_sent"] - rs) == t32["bytes_sent"] - rs,
+                         "bf16 gathers sent %d bytes across nodes, fp32 %d (reduce-scatters %d in both)" %
+                         (t16["bytes_sent"], t32["bytes_sent"], rs))
         else:  # the zero3 partition group also carries the fp32 reduce-scatters: strictly less, not half
             checks.check(t16["bytes_sent"] < t32["bytes_sent"], "zero3 bf16 gathers did not reduce the bytes")
         print("%-22s loss rel diff vs fp32 gathers %.2e, %s bytes %d -> %d" %

@@ -1,7 +1,8 @@
 // The step schedule: checked by replaying it against its contract, independently of the engine that
 // executes it: parameters are gathered before use, gradients reduce-scattered once per unit per
 // micro-step with at most one in flight, the replicas summed once per unit per step, p = 1 has none of
-// the first hop.
+// the first hop; with recompute = blocks a block's recompute comes right before its backward, on the same
+// gathered parameters (no gather in between, none more than without recompute).
 #include "catch.hpp"
 #include <map>
 #include <set>
@@ -30,6 +31,8 @@ void replay(const std::vector<Op>& ops, const ScheduleShape& shape) {
   std::map<int, std::map<int, int>> reduce_scatters;  // micro -> unit -> count
   std::map<int, int> replica_sums;                    // unit -> count
   std::set<int> begun;                                // units with a gradient buffer this micro-step
+  std::map<int, int> gathers_into;                    // slot -> gathers issued into it so far
+  int recomputed_layer = -1, recomputed_slot = -1, recomputed_gathers = -1;  // the last recompute
   int micro = -1;
   bool optimizer = false;
   for (const Op& op : ops) {
@@ -45,6 +48,7 @@ void replay(const std::vector<Op>& ops, const ScheduleShape& shape) {
         REQUIRE(pending_gather.empty());  // one gather in flight at a time
         pending_gather[op.slot] = op.unit;
         slot_unit.erase(op.slot);
+        ++gathers_into[op.slot];
         break;
       case Kind::wait_gather:
         REQUIRE(pending_gather.count(op.slot) == 1);
@@ -53,6 +57,7 @@ void replay(const std::vector<Op>& ops, const ScheduleShape& shape) {
         pending_gather.erase(op.slot);
         break;
       case Kind::forward:
+      case Kind::recompute:
       case Kind::backward:
         REQUIRE(op.micro == micro);
         if (shape.sharded) {
@@ -61,6 +66,21 @@ void replay(const std::vector<Op>& ops, const ScheduleShape& shape) {
         }
         if (op.kind == Kind::backward) REQUIRE(begun.count(op.unit) == 1);
         REQUIRE(op.stage.unit == op.unit);
+        if (op.kind == Kind::recompute) {
+          REQUIRE(shape.recompute == mics::config::Recompute::blocks);
+          REQUIRE(op.stage.kind == mics::model::Stage::Kind::Block);
+          recomputed_layer = op.stage.layer;
+          recomputed_slot = op.slot;
+          recomputed_gathers = gathers_into[op.slot];
+        }
+        if (op.kind == Kind::backward &&
+            mics::model::needs_recompute(op.stage, shape.layers, shape.recompute)) {
+          // Recomputed just before, from the same gather of the same slot.
+          REQUIRE(recomputed_layer == op.stage.layer);
+          REQUIRE(recomputed_slot == op.slot);
+          REQUIRE(recomputed_gathers == gathers_into[op.slot]);
+          recomputed_layer = -1;
+        }
         break;
       case Kind::begin_gradient:
         REQUIRE(begun.count(op.unit) == 0);
@@ -137,4 +157,38 @@ TEST_CASE("evaluation gathers and runs forward only", "[engine][schedule]") {
   CHECK(count(ops, Kind::forward) == 2 * (3 + 3));
   CHECK(count(ops, Kind::read_loss) == 2);
   CHECK(count(ops, Kind::gather) >= 3 + 2);
+}
+
+TEST_CASE("recompute = blocks adds one recompute per block but the last, and not a single gather",
+          "[engine][schedule][recompute]") {
+  for (int layers : {1, 2, 5}) {
+    for (bool sharded : {false, true}) {
+      for (int micro_steps : {1, 3}) {
+        const ScheduleShape keep{layers, sharded, true, micro_steps};
+        ScheduleShape recompute = keep;
+        recompute.recompute = mics::config::Recompute::blocks;
+        INFO("layers " << layers << " sharded " << sharded << " micro " << micro_steps);
+        const std::vector<Op> a = mics::engine::training_step(keep), b = mics::engine::training_step(recompute);
+        replay(a, keep);
+        replay(b, recompute);
+        CHECK(count(a, Kind::recompute) == 0);
+        CHECK(count(b, Kind::recompute) == micro_steps * (layers - 1));
+        CHECK(count(b, Kind::gather) == count(a, Kind::gather));
+        // Apart from the recomputes, the same operations in the same order.
+        std::vector<Op> without;
+        for (const Op& op : b)
+          if (op.kind != Kind::recompute) without.push_back(op);
+        REQUIRE(without.size() == a.size());
+        for (std::size_t i = 0; i < a.size(); ++i) {
+          CHECK(without[i].kind == a[i].kind);
+          CHECK(without[i].unit == a[i].unit);
+          CHECK(without[i].slot == a[i].slot);
+        }
+      }
+    }
+  }
+  // Validation has no backward: nothing to recompute.
+  ScheduleShape shape{3, true, true, 1};
+  shape.recompute = mics::config::Recompute::blocks;
+  CHECK(count(mics::engine::evaluation(shape, 2), Kind::recompute) == 0);
 }

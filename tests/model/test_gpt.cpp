@@ -330,3 +330,65 @@ TEST_CASE("init_unit: GPT-2 init, deterministic per (seed, unit)", "[model][gpt]
     CHECK(std::all_of(v.begin(), v.end(), [](float x) { return x == 0.0f; }));
   }
 }
+
+TEST_CASE("recompute = blocks: the same loss and gradients to the bit, with fewer activation bytes",
+          "[model][gpt][recompute]") {
+  CpuBackend be(1);
+  const GptShape s{3, 2, 16, 50, 128, 8};  // three blocks: two are recomputed, the last is not
+  Gpt keep(s, be, kB, kT);
+  Gpt recompute(s, be, kB, kT, config::Recompute::blocks);
+  CHECK(recompute.recompute_mode() == config::Recompute::blocks);
+  Model a = random_model(be, keep.layout(), 51), b = random_model(be, keep.layout(), 51);
+  std::mt19937 rng(52);
+  for (int batch = 0; batch < 2; ++batch) {  // the second batch accumulates on the first one's gradients
+    const auto inputs = random_tokens(kB * kT, s.vocab, rng), targets = random_tokens(kB * kT, s.vocab, rng);
+    keep.set_batch(inputs.data(), targets.data());
+    recompute.set_batch(inputs.data(), targets.data());
+    const float la = forward_backward(keep, a.param_ptrs, a.grad_ptrs, 0.5f);
+    const float lb = forward_backward(recompute, b.param_ptrs, b.grad_ptrs, 0.5f);
+    CHECK(la == lb);
+    for (std::size_t u = 0; u < a.grads.size(); u++) {
+      INFO("batch " << batch << " unit " << u);
+      CHECK(download(be, a.grads[u].data(), a.grads[u].size()) == download(be, b.grads[u].data(), b.grads[u].size()));
+    }
+  }
+
+  // The backward of a recomputed block without its recompute is a bug, caught.
+  const auto inputs = random_tokens(kB * kT, s.vocab, rng), targets = random_tokens(kB * kT, s.vocab, rng);
+  recompute.set_batch(inputs.data(), targets.data());
+  for (const Stage& st : forward_stages(s.layers)) recompute.forward(st, b.param_ptrs[static_cast<std::size_t>(st.unit)]);
+  const auto bwd = backward_stages(s.layers);
+  for (std::size_t k = 0; k < 3; ++k)  // Head, FinalNorm, the last block (its activations are still there)
+    recompute.backward(bwd[k], b.param_ptrs[static_cast<std::size_t>(bwd[k].unit)],
+                       b.grad_ptrs[static_cast<std::size_t>(bwd[k].unit)], 1.0f);
+  CHECK(needs_recompute(bwd[3], s.layers, config::Recompute::blocks));
+  CHECK_FALSE(needs_recompute(bwd[2], s.layers, config::Recompute::blocks));
+  CHECK_FALSE(needs_recompute(bwd[3], s.layers, config::Recompute::none));
+  CHECK_THROWS_AS(recompute.backward(bwd[3], b.param_ptrs[static_cast<std::size_t>(bwd[3].unit)],
+                                     b.grad_ptrs[static_cast<std::size_t>(bwd[3].unit)], 1.0f),
+                  InternalError);
+  CHECK_THROWS_AS(keep.recompute(bwd[3], a.param_ptrs[2]), InternalError);
+}
+
+TEST_CASE("activation bytes: every block's, or each block's input plus one block", "[model][gpt][recompute]") {
+  CpuBackend be(1);
+  for (int layers : {1, 2, 6}) {
+    const GptShape s{layers, 2, 16, 50, 128, 8};
+    const std::size_t N = kB * kT, C = 16, L = static_cast<std::size_t>(layers);
+    // One block without its output (ln1 NC+2N, qkv 3NC, atty NC, att B*NH*T*T, residual2 NC, ln2 NC+2N,
+    // fch and its gelu 8NC); per layer its output residual3 NC; the rest: encoded NC, lnf NC+2N, logits
+    // N*Vp, losses and inv_sum 2N, backward scratch 6NC, token ids 2N int32.
+    const std::size_t block = 15 * N * C + 4 * N + kB * 2 * kT * kT;
+    const std::size_t rest = (N * C + L * N * C + N * C + 2 * N + N * 128 + 2 * N + 6 * N * C) * 4 + 2 * N * 4;
+    INFO("layers " << layers);
+    CHECK(Gpt::activation_bytes(s, kB, kT, config::Recompute::none) == rest + L * block * 4);
+    CHECK(Gpt::activation_bytes(s, kB, kT, config::Recompute::blocks) == rest + block * 4);
+    CHECK(Gpt(s, be, kB, kT).activation_bytes() == rest + L * block * 4);
+    CHECK(Gpt(s, be, kB, kT, config::Recompute::blocks).activation_bytes() == rest + block * 4);
+  }
+  // gpt2-124m at B = 4, T = 1024: from 12 blocks' worth to one block plus the inputs.
+  const GptShape g = preset_shape("gpt2-124m");
+  const double none = static_cast<double>(Gpt::activation_bytes(g, 4, 1024, config::Recompute::none));
+  const double blocks = static_cast<double>(Gpt::activation_bytes(g, 4, 1024, config::Recompute::blocks));
+  CHECK(blocks < 0.3 * none);
+}

@@ -106,6 +106,10 @@ class [[nodiscard]] Request {
 // hierarchical_all_gather: the same result over a partition group that spans nodes: inter-node gather among
 // the ranks with the same local index, then intra-node (docs/algorithms.md#hierarchical-all-gather).
 // reduce_scatter: count * size in, this rank's reduced block of `count` out (send != recv).
+// hierarchical_reduce_scatter: the same result over a partition group that spans nodes, mirror of the
+// gather: J reduce-scatters inside the node (one per node's row of shards) into a J * count intermediate
+// the operation owns, then one reduce-scatter among the ranks with the same local index
+// (docs/algorithms.md#hierarchical-reduce-scatter). Equal to the flat one up to the order of the sums.
 // all_reduce: in place on `count` elements. broadcast: in place from `root`.
 class Transport {
  public:
@@ -116,6 +120,8 @@ class Transport {
                                           const Group& inter_node, const Group& intra_node) = 0;
   virtual Request reduce_scatter(const void* send, void* recv, std::size_t count, DataType type, ReduceOp op,
                                  const Group& group) = 0;
+  virtual Request hierarchical_reduce_scatter(const void* send, void* recv, std::size_t count, DataType type,
+                                              ReduceOp op, const Group& inter_node, const Group& intra_node) = 0;
   virtual Request all_reduce(void* buffer, std::size_t count, DataType type, ReduceOp op, const Group& group) = 0;
   virtual Request broadcast(void* buffer, std::size_t count, DataType type, int root, const Group& group) = 0;
   // Moves the operations in flight along. MPI advances non-blocking operations only inside MPI calls, and
@@ -183,6 +189,21 @@ class Collectives {
     require_floating_for_average(data_type_of<T>(), op);
     record(group, bytes, bytes);
     return data_.reduce_scatter(full.data(), shard.data(), shard.size(), data_type_of<T>(), op, group);
+  }
+  // Counted as J reduce-scatters of c elements on the intra-node group ((L-1)*J*c elements sent) and one
+  // on the inter-node group ((J-1)*c: all of it off the node).
+  template <class T>
+  Request hierarchical_reduce_scatter(std::span<const std::type_identity_t<T>> full, std::span<T> shard, ReduceOp op,
+                                      const Group& inter_node, const Group& intra_node) {
+    expect_size("hierarchical reduce_scatter input", full.size(),
+                shard.size() * static_cast<std::size_t>(inter_node.size() * intra_node.size()));
+    require_floating_for_average(data_type_of<T>(), op);
+    const std::uint64_t intra = ring_reduce_scatter_bytes(shard.size(), sizeof(T), intra_node.size());
+    for (int row = 0; row < inter_node.size(); ++row) record(intra_node, intra, intra);
+    const std::uint64_t inter = ring_reduce_scatter_bytes(shard.size(), sizeof(T), inter_node.size());
+    record(inter_node, inter, inter);
+    return data_.hierarchical_reduce_scatter(full.data(), shard.data(), shard.size(), data_type_of<T>(), op,
+                                             inter_node, intra_node);
   }
   template <class T>
   Request all_reduce(std::span<T> in_place, ReduceOp op, const Group& group) {

@@ -1,5 +1,5 @@
 // The engine's view of its MiCS groups (docs/algorithms.md#groups): parameter all-gather and gradient
-// reduce-scatter inside the partition group (the all-gather in two stages when the plan says so), the
+// reduce-scatter inside the partition group (both in two stages when the plan says so), the
 // second hop of the gradient synchronization across the replication group, and the host scalars the
 // optimizer and the metrics reduce.
 #pragma once
@@ -26,8 +26,14 @@ class MicsGroups {
       return collectives_.hierarchical_all_gather<T>(shard, full, topology_.inter_node(), topology_.intra_node());
     return collectives_.all_gather<T>(shard, full, topology_.partition());
   }
-  // full: p * c elements of every rank; shard: the summed block of this rank.
+  // full: p * c elements of every rank; shard: the summed block of this rank. Hierarchical: intra-node
+  // first, then inter-node (docs/algorithms.md#hierarchical-reduce-scatter), on communicators of its own
+  // (Topology::intra_node_reduce) so it never interleaves with a gather's stages on MPI. At most one
+  // gather and one reduce-scatter may be in flight (the engine's schedule keeps to that).
   Request reduce_scatter(std::span<const float> full, std::span<float> shard) {
+    if (hierarchical_)
+      return collectives_.hierarchical_reduce_scatter<float>(full, shard, ReduceOp::sum, topology_.inter_node_reduce(),
+                                                             topology_.intra_node_reduce());
     return collectives_.reduce_scatter<float>(full, shard, ReduceOp::sum, topology_.partition());
   }
   // In place across the r replicas of this shard (the second hop).

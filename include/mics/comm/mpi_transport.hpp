@@ -29,6 +29,12 @@ class MpiTransport final : public Transport {
                                   const Group& inter_node, const Group& intra_node) override;
   Request reduce_scatter(const void* send, void* recv, std::size_t count, DataType type, ReduceOp op,
                          const Group& group) override;
+  // Stage 1: J non-blocking reduce-scatters over the intra-node group, row j' of the input (shards j'*L ..
+  // j'*L + L-1) into block j' of a host intermediate of J*count elements that the request owns; stage 2
+  // (started when stage 1 is seen complete): one reduce-scatter of the intermediate over the inter-node
+  // group. An average divides by p once, at the end.
+  Request hierarchical_reduce_scatter(const void* send, void* recv, std::size_t count, DataType type, ReduceOp op,
+                                      const Group& inter_node, const Group& intra_node) override;
   Request all_reduce(void* buffer, std::size_t count, DataType type, ReduceOp op, const Group& group) override;
   Request broadcast(void* buffer, std::size_t count, DataType type, int root, const Group& group) override;
   // Tests every operation in flight, oldest first.

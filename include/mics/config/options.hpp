@@ -20,10 +20,15 @@ enum class Device { cpu, cuda };
 enum class Matmul { automatic, bf16, fp32 };
 // Which collectives move device memory on cuda: NCCL, MPI through pinned host buffers, or chosen by mics.
 enum class DeviceCollectives { automatic, nccl, staged };
+// train.recompute: which activations the backward pass recomputes instead of keeping
+// (docs/algorithms.md#activation-recomputation). none: every block's; blocks: only each block's input is
+// kept, and a block's forward runs again from it just before its backward.
+enum class Recompute { none, blocks };
 
 std::string_view to_string(Strategy strategy);
 std::string_view to_string(Switch value);
 std::string_view to_string(Device device);
+std::string_view to_string(Recompute recompute);
 
 struct RunOptions {
   std::string name;
@@ -82,6 +87,7 @@ struct TrainOptions {
   Resume resume = Resume::automatic;
   std::string resume_path;  // for Resume::path
   std::string save_final;   // empty: none
+  Recompute recompute = Recompute::none;
 };
 
 struct BackendOptions {

@@ -13,12 +13,24 @@ struct MemoryReport {
                                  // bf16 gathers their bf16 slots and this rank's bf16 shard copies
   std::size_t gradients = 0;     // full-unit gradient buffers awaiting reduce-scatter
   std::size_t staging = 0;       // reduce-scatter outputs before accumulation
-  std::size_t total() const { return model_states + gathered + gradients + staging; }
+  std::size_t activations = 0;   // one micro-batch's activations and backward scratch (model::Gpt), not
+                                 // sharded: every block's, or with recompute = blocks each block's input
+                                 // plus one block's (docs/algorithms.md#activation-recomputation)
+  std::size_t total() const { return model_states + gathered + gradients + staging + activations; }
+};
+
+// The micro-batch whose activations a rank holds.
+struct ActivationShape {
+  int micro_batch = 1;  // B
+  int seq_len = 1;      // T
+  config::Recompute recompute = config::Recompute::none;
 };
 
 // What Engine::memory() will report for `layout` sharded over p ranks: 16 bytes per padded parameter / p,
 // plus (p > 1) two gathered units of the largest size, two block gradient buffers and the embedding's, and
-// one staging shard.
-MemoryReport expected_memory(const model::ParamLayout& layout, int p, bool gather_bf16);
+// one staging shard; and the activations of one micro-batch (model::Gpt::activation_bytes). Computed from
+// the sizes alone, before anything is allocated.
+MemoryReport expected_memory(const model::ParamLayout& layout, int p, bool gather_bf16,
+                             const ActivationShape& activations);
 
 }  // namespace mics::engine

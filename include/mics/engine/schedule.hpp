@@ -19,6 +19,7 @@ struct Op {
     gather,               // start gathering `unit`'s parameters into gather slot `slot` (partition group)
     wait_gather,          // slot `slot` holds its unit's parameters
     forward,              // `stage` on the parameters in slot `slot` (p = 1: the shard itself)
+    recompute,            // `stage`'s forward again (recompute = blocks), just before its backward, same slot
     begin_gradient,       // `unit`'s gradient buffer for this micro-step (`slot`: grad buffer) is zeroed
     backward,             // `stage`: accumulate `unit`'s gradient (and the activations' chain)
     reduce_scatter,       // start summing `unit`'s micro-step gradient into this rank's shard
@@ -31,8 +32,9 @@ struct Op {
   Kind kind;
   int micro = 0;    // micro-step (or validation batch)
   int unit = -1;
-  int slot = -1;    // gather slot (gather, wait_gather, forward, backward) or gradient buffer (begin_gradient)
-  model::Stage stage{model::Stage::Kind::Embed, 0};  // forward, backward
+  int slot = -1;    // gather slot (gather, wait_gather, forward, recompute, backward) or gradient buffer
+                    // (begin_gradient)
+  model::Stage stage{model::Stage::Kind::Embed, 0};  // forward, recompute, backward
 };
 std::string to_string(Op::Kind kind);
 
@@ -46,11 +48,13 @@ struct ScheduleShape {
   bool sharded = false;    // p > 1: parameters are gathered and gradients reduce-scattered
   bool replicated = false; // r > 1: accumulated shards are summed across the replicas at the last micro-step
   int micro_steps = 1;     // gradient accumulation
+  config::Recompute recompute = config::Recompute::none;  // blocks: a recompute before each block's backward
 };
 
 // The operations of one optimizer step. Two gather slots: unit k+1 is gathered while unit k computes, and
 // a gather is left out when its slot still holds that unit (parameters do not change within a step). At
-// most one reduce-scatter is in flight (one staging buffer).
+// most one reduce-scatter is in flight (one staging buffer). A block's recompute sits in the run of its
+// backward, so both use the one gather of that run.
 std::vector<Op> training_step(const ScheduleShape& shape);
 // Forward-only micro-steps (validation): load_batch, gathers, forwards and read_loss per batch.
 std::vector<Op> evaluation(const ScheduleShape& shape, int batches);

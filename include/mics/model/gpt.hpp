@@ -98,12 +98,19 @@ struct Stage {
 std::vector<Stage> forward_stages(int layers);
 std::vector<Stage> backward_stages(int layers);
 
+// With recompute = blocks, whether the backward of `stage` must be preceded by Gpt::recompute of it: every
+// Block stage but the last one's, whose activations the forward leaves in the scratch block
+// (docs/algorithms.md#activation-recomputation).
+bool needs_recompute(const Stage& stage, int layers, config::Recompute recompute);
+
 // GPT-2 forward and backward for one micro-batch (B, T), stage by stage. Owns its activations (allocated
 // once, in backend memory); the engine owns parameter and gradient buffers and passes each stage its
-// unit's flat buffers.
+// unit's flat buffers. recompute = none keeps every block's activations; blocks keeps only each block's
+// output (the next block's input) and one scratch block, which Gpt::recompute refills before a backward.
 class Gpt {
  public:
-  Gpt(const GptShape& shape, backends::Backend& backend, int micro_batch /*B*/, int seq_len /*T <= maxT*/);
+  Gpt(const GptShape& shape, backends::Backend& backend, int micro_batch /*B*/, int seq_len /*T <= maxT*/,
+      config::Recompute recompute = config::Recompute::none);
   ~Gpt();
   Gpt(const Gpt&) = delete;
   Gpt& operator=(const Gpt&) = delete;
@@ -124,6 +131,11 @@ class Gpt {
   // order after a full forward; the Head stage starts the chain, so grad_scale must be the same for all
   // stages of one backward pass.
   void backward(const Stage& stage, const float* unit_params, float* unit_grads, float grad_scale);
+  // recompute = blocks: runs a Block stage's forward again from the block's kept input, with the same
+  // kernels on the same inputs (so bit for bit the forward's values), filling the scratch block its
+  // backward reads. Required before the backward of every stage for which needs_recompute() is true.
+  void recompute(const Stage& stage, const float* unit_params);
+  config::Recompute recompute_mode() const { return recompute_; }
 
   // GPT-2 init of one unit's flat buffer (backend memory): N(0, 0.02), residual projections scaled by
   // 1/sqrt(2L), LN weight 1, biases 0, wte padding rows 0. Deterministic per (seed, unit) alone.
@@ -133,17 +145,21 @@ class Gpt {
   void init_unit_range(int unit, float* out, std::uint64_t seed, std::size_t begin, std::size_t end) const;
 
   static double flops_per_token(const GptShape& shape, int seq_len);  // 6N + 6 L C T
+  // Bytes of activations (and the backward's scratch) a Gpt of this shape allocates, before allocating.
+  static std::size_t activation_bytes(const GptShape& shape, int micro_batch, int seq_len,
+                                      config::Recompute recompute);
   std::size_t activation_bytes() const;
 
  private:
   struct Activations;
-  void forward_block(int layer, const float* params);
+  void forward_block(int layer, const float* params, bool recomputing);
   void backward_block(int layer, const float* params, float* grads);
 
   ParamLayout layout_;
   backends::Backend& backend_;
   int B_ = 0;
   int T_ = 0;
+  config::Recompute recompute_ = config::Recompute::none;
   std::unique_ptr<Activations> acts_;
   mutable float loss_ = 0.0f;
   bool have_loss_ = false;

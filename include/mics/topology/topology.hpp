@@ -1,7 +1,7 @@
 // MiCS process groups (docs/algorithms.md#groups): n ranks in r = n / p partition groups of p consecutive ranks
 // (model states sharded inside), replication groups of the ranks holding the same shard, and, when a
 // partition group spans J nodes of L ranks each, intra-node and inter-node sub-groups for the
-// hierarchical all-gather. Ranks must be placed in blocks: node = rank / ranks_per_node.
+// hierarchical all-gather and reduce-scatter. Ranks must be placed in blocks: node = rank / ranks_per_node.
 #pragma once
 #include <mpi.h>
 
@@ -64,6 +64,14 @@ class Topology {
   // Only when the partition group spans nodes (shape().spans_nodes()); otherwise not valid().
   const Group& intra_node() const { return intra_node_; }
   const Group& inter_node() const { return inter_node_; }
+  // The same members on communicators of their own, for the hierarchical reduce-scatter while the
+  // hierarchical all-gather uses the two above. MPI matches the collectives of a communicator in the order
+  // each rank starts them, and each of these operations starts its second stage only when a test or wait
+  // sees the first one complete, which happens at different moments on different ranks: on shared
+  // communicators a gather's second stage and a reduce-scatter's first could start in different orders.
+  // Traffic is counted under the same kinds (intra_node, inter_node).
+  const Group& intra_node_reduce() const { return intra_node_reduce_; }
+  const Group& inter_node_reduce() const { return inter_node_reduce_; }
 
   // Compact multi-line summary: sizes and the group map.
   std::string describe() const;
@@ -78,6 +86,8 @@ class Topology {
   Group partition_;
   Group replication_;
   Group intra_node_;
+  Group intra_node_reduce_;
+  Group inter_node_reduce_;
   Group inter_node_;
 };
 

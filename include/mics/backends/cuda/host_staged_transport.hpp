@@ -32,6 +32,9 @@ class HostStagedTransport final : public comm::Transport {
                                         const comm::Group& inter_node, const comm::Group& intra_node) override;
   comm::Request reduce_scatter(const void* send, void* recv, std::size_t count, comm::DataType type,
                                comm::ReduceOp op, const comm::Group& group) override;
+  comm::Request hierarchical_reduce_scatter(const void* send, void* recv, std::size_t count, comm::DataType type,
+                                            comm::ReduceOp op, const comm::Group& inter_node,
+                                            const comm::Group& intra_node) override;
   comm::Request all_reduce(void* buffer, std::size_t count, comm::DataType type, comm::ReduceOp op,
                            const comm::Group& group) override;
   comm::Request broadcast(void* buffer, std::size_t count, comm::DataType type, int root,

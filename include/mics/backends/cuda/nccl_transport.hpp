@@ -27,6 +27,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "mics/backends/cuda/nccl_communicator.hpp"
@@ -64,6 +65,12 @@ class NcclTransport final : public comm::Transport {
                                         const comm::Group& inter_node, const comm::Group& intra_node) override;
   comm::Request reduce_scatter(const void* send, void* recv, std::size_t count, comm::DataType type,
                                comm::ReduceOp op, const comm::Group& group) override;
+  // Intra-node stage: J ncclReduceScatter calls (one per row of L shards) in one group, into a J*count
+  // intermediate allocated stream-ordered on the communication stream (cudaMallocAsync); inter-node stage:
+  // one ncclReduceScatter of it, after which the intermediate is freed on the same stream.
+  comm::Request hierarchical_reduce_scatter(const void* send, void* recv, std::size_t count, comm::DataType type,
+                                            comm::ReduceOp op, const comm::Group& inter_node,
+                                            const comm::Group& intra_node) override;
   comm::Request all_reduce(void* buffer, std::size_t count, comm::DataType type, comm::ReduceOp op,
                            const comm::Group& group) override;
   comm::Request broadcast(void* buffer, std::size_t count, comm::DataType type, int root,
@@ -92,6 +99,10 @@ class NcclTransport final : public comm::Transport {
   Stream comm_stream_;
   Event ready_;
   std::vector<std::unique_ptr<NcclCommunicator>> communicators_;  // in creation order, the same on every rank
+  // Topology::intra_node_reduce and inter_node_reduce -> intra_node and inter_node: their own MPI
+  // communicators keep MPI's lazily started stages apart; NCCL enqueues both stages of an operation at
+  // once, in program order on one stream, so they share the NCCL communicators of the gather.
+  std::vector<std::pair<MPI_Comm, MPI_Comm>> aliases_;
   std::optional<NcclWatchdog> watchdog_;  // started once the communicators of the constructor are made
 };
 

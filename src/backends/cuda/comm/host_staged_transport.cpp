@@ -125,6 +125,16 @@ Request HostStagedTransport::reduce_scatter(const void* send, void* recv, std::s
                [&, count, type, op](void* hs, void* hr) { return mpi_.reduce_scatter(hs, hr, count, type, op, group); });
 }
 
+Request HostStagedTransport::hierarchical_reduce_scatter(const void* send, void* recv, std::size_t count,
+                                                         DataType type, ReduceOp op, const Group& inter_node,
+                                                         const Group& intra_node) {
+  const std::size_t bytes = count * comm::size_of(type);
+  const auto ranks = static_cast<std::size_t>(inter_node.size()) * static_cast<std::size_t>(intra_node.size());
+  return stage(send, bytes * ranks, recv, bytes, false, [&, count, type, op](void* hs, void* hr) {
+    return mpi_.hierarchical_reduce_scatter(hs, hr, count, type, op, inter_node, intra_node);
+  });
+}
+
 Request HostStagedTransport::all_reduce(void* buffer, std::size_t count, DataType type, ReduceOp op,
                                         const Group& group) {
   const std::size_t bytes = count * comm::size_of(type);

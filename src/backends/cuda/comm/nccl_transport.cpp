@@ -1,6 +1,7 @@
 // NcclTransport: the operations on a communication stream ordered against the compute stream with events.
 #include "mics/backends/cuda/nccl_transport.hpp"
 
+#include <algorithm>
 #include <exception>
 #include <string>
 
@@ -101,6 +102,10 @@ NcclTransport::NcclTransport(const topology::Topology& topology, int device, cud
   // The same order on every rank, one communicator at a time: no two inits can wait on each other. Not the
   // world: the engine moves only host scalars over it, and a world-wide NCCL communicator costs init time
   // and buffers that grow with the cluster.
+  for (const auto& [reduce, gather] : {std::pair{&topology.intra_node_reduce(), &topology.intra_node()},
+                                       std::pair{&topology.inter_node_reduce(), &topology.inter_node()}}) {
+    if (reduce->valid()) aliases_.emplace_back(reduce->handle(), gather->handle());
+  }
   try {
     for (const Group* group :
          {&topology.partition(), &topology.replication(), &topology.intra_node(), &topology.inter_node()}) {
@@ -131,8 +136,11 @@ NcclTransport::~NcclTransport() {
 }
 
 ncclComm_t NcclTransport::communicator(const Group& group) {
+  MPI_Comm handle = group.handle();
+  for (const auto& [from, to] : aliases_)
+    if (handle == from) handle = to;
   for (const auto& c : communicators_)
-    if (c->group_handle() == group.handle()) return c->get();
+    if (c->group_handle() == handle) return c->get();
   communicators_.push_back(std::make_unique<NcclCommunicator>(context_, group));
   return communicators_.back()->get();
 }
@@ -258,6 +266,46 @@ Request NcclTransport::reduce_scatter(const void* send, void* recv, std::size_t 
                                                     return ncclReduceScatter(send, recv, count, nccl_type(type),
                                                                              nccl_op(op), nccl, s);
                                                   }}});
+}
+
+// Row j' of the input (shards j'*L .. j'*L + L-1) is contiguous. Stage 1 (intra-node group, rank l of L):
+// reduce-scatter each row, rank l keeping the node's sum of shard j'*L + l at j'*c of the intermediate.
+// Stage 2 (inter-node group, rank j of J): reduce-scatter the intermediate, rank j keeping shard j*L + l.
+// The intermediate (J*c elements) is allocated and freed in stream order on the communication stream, so
+// operations queued one after another never share it while it is in use. An average divides by L in the
+// first stage and by J in the second (ncclAvg over each group): the mean over p, with one more rounding.
+Request NcclTransport::hierarchical_reduce_scatter(const void* send, void* recv, std::size_t count, DataType type,
+                                                   ReduceOp op, const Group& inter_node, const Group& intra_node) {
+  MICS_CHECK(send != recv, "reduce_scatter needs distinct input and output buffers");
+  const int J = inter_node.size();
+  const int L = intra_node.size();
+  const std::size_t elem = comm::size_of(type);
+  const ncclDataType_t nt = nccl_type(type);
+  const ncclRedOp_t nop = nccl_op(op);
+  const char* in = static_cast<const char*>(send);
+  const ncclComm_t inter = communicator(inter_node);
+  const ncclComm_t intra = communicator(intra_node);
+  auto intermediate = std::make_shared<void*>(nullptr);
+  const Phase intra_stage{intra, [=](cudaStream_t s) {
+                            if (cudaMallocAsync(intermediate.get(), std::max<std::size_t>(1, J * count * elem), s) !=
+                                cudaSuccess)
+                              return ncclUnhandledCudaError;
+                            char* mid = static_cast<char*>(*intermediate);
+                            ncclResult_t rc = ncclGroupStart();
+                            for (int row = 0; row < J && !is_nccl_error(rc); ++row) {
+                              rc = ncclReduceScatter(in + static_cast<std::size_t>(row) * L * count * elem,
+                                                     mid + static_cast<std::size_t>(row) * count * elem, count, nt,
+                                                     nop, intra, s);
+                            }
+                            const ncclResult_t end = ncclGroupEnd();
+                            return is_nccl_error(rc) ? rc : end;
+                          }};
+  const Phase inter_stage{inter, [=](cudaStream_t s) {
+                            const ncclResult_t rc = ncclReduceScatter(*intermediate, recv, count, nt, nop, inter, s);
+                            if (cudaFreeAsync(*intermediate, s) != cudaSuccess) return ncclUnhandledCudaError;
+                            return rc;
+                          }};
+  return launch("hierarchical reduce-scatter", {intra_stage, inter_stage});
 }
 
 Request NcclTransport::all_reduce(void* buffer, std::size_t count, DataType type, ReduceOp op, const Group& group) {
