@@ -4,6 +4,7 @@ a checkpoint, its run directory and the llm.c file give the same tokens; samplin
 seed; byte-level models print text, other vocabularies decode through an llm.c tokenizer file."""
 import os
 import struct
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
@@ -31,37 +32,49 @@ def main():
                        "--train.val_every=0", "--checkpoint.dir=ckpt", "--train.save_final=final.bin"])
     step = os.path.join("ckpt", "gen", "step_30")
 
+    class Result:
+        pass
+
+    def sample(*argv):
+        """mics sample; byte-level text is bytes, not necessarily UTF-8: read as latin-1."""
+        proc = subprocess.run([args.mics, "sample"] + list(argv), cwd=runner.dir, capture_output=True, timeout=120)
+        r = Result()
+        r.returncode, r.stdout, r.stderr = proc.returncode, proc.stdout.decode("latin-1"), proc.stderr.decode("latin-1")
+        return r
+
     greedy = ["--temperature", "0", "-n", "50", "--prompt-ids", "5,17,99", "--ids"]
-    proc = runner.run_serial(["sample", step, "--verify"] + greedy, check=False)
+    proc = sample(step, "--verify", *greedy)
     checks.check(proc.returncode == 0 and "verify: all 50 generated tokens" in proc.stderr,
                  "greedy == plain forward: %d %s" % (proc.returncode, proc.stderr[-400:]))
     reference = ids_of(proc.stdout)
     checks.check(reference is not None and len(reference) == 50, "50 ids printed")
     for source in (os.path.join("ckpt", "gen"), os.path.join(step, "state.h5"), "final.bin"):
-        proc = runner.run_serial(["sample", source] + greedy)
+        proc = sample(source, *greedy)
         checks.check(ids_of(proc.stdout) == reference, "%s gives the same greedy tokens" % source)
     # the whole context: generation stops when the model's max_seq_len positions are full
-    proc = runner.run_serial(["sample", step, "--verify", "--temperature", "0", "-n", "100", "--prompt", "ab"])
-    checks.check("verify: all 63 generated tokens" in proc.stderr, "63 tokens fill the 64 positions (the last is never fed): %s" % proc.stderr[-300:])
-    checks.check(proc.stdout.startswith("ab"), "byte-level text printed with the prompt")
+    # (byte-level text is bytes, not necessarily UTF-8)
+    proc = subprocess.run([args.mics, "sample", step, "--verify", "--temperature", "0", "-n", "100", "--prompt", "ab"],
+                          cwd=runner.dir, capture_output=True, timeout=120)
+    checks.check(b"verify: all 63 generated tokens" in proc.stderr,
+                 "63 tokens fill the 64 positions (the last is never fed): %r" % proc.stderr[-300:])
+    checks.check(proc.stdout.startswith(b"ab") and len(proc.stdout) == 2 + 63 + 1,
+                 "byte-level text printed with the prompt: %r" % proc.stdout[:80])
 
     sampled = ["--temperature", "0.8", "--top-k", "20", "-n", "40", "--ids"]
-    a = ids_of(runner.run_serial(["sample", step, "--seed", "3"] + sampled).stdout)
-    b = ids_of(runner.run_serial(["sample", step, "--seed", "3"] + sampled).stdout)
-    c = ids_of(runner.run_serial(["sample", step, "--seed", "4"] + sampled).stdout)
+    a, b, c = (ids_of(sample(step, "--seed", seed, *sampled).stdout) for seed in ("3", "3", "4"))
     checks.check(a == b and a != c, "the seed fixes the sample: %s / %s" % (a[:8], c[:8]))
 
     tokenizer = os.path.join(runner.dir, "tok.bin")
     write_tokenizer(tokenizer, ["<%d>" % i for i in range(256)], 255)
-    proc = runner.run_serial(["sample", step, "--tokenizer", tokenizer] + greedy)
+    proc = sample(step, "--tokenizer", tokenizer, *greedy)
     checks.check(proc.stdout.startswith("<5><17><99>" + "".join("<%d>" % t for t in reference[:3])),
                  "decoded through the tokenizer file: %r" % proc.stdout[:80])
 
-    proc = runner.run_serial(["sample", step, "--verify", "--temperature", "1"], check=False)
+    proc = sample(step, "--verify", "--temperature", "1")
     checks.check(proc.returncode == 2 and "greedy" in proc.stderr, "--verify needs greedy")
-    proc = runner.run_serial(["sample", step, "--prompt-ids", "999"], check=False)
+    proc = sample(step, "--prompt-ids", "999")
     checks.check(proc.returncode == 2 and "999" in proc.stderr, "a token outside the vocabulary is refused")
-    proc = runner.run_serial(["sample", "nowhere"], check=False)
+    proc = sample("nowhere")
     checks.check(proc.returncode == 2 and "nowhere" in proc.stderr, "a missing model is refused: %s" % proc.stderr)
     checks.finish()
 
