@@ -47,12 +47,16 @@ for kind, t in last["traffic"].items():
               (kind, t["bytes_sent"], t["collectives"], t["participants"], t["bytes_sent_off_node"]))
 PY
 
-ckpt=$(cat checkpoints/demo/latest 2>/dev/null || true)
-if [ -n "$ckpt" ]; then
-  echo "checkpoint kept:   $ckpt  (resume: same command without --train.resume=never; export:"
-  echo "                   $mics export $ckpt --format safetensors out/demo/model.safetensors)"
-  echo "sample from it:    $mics sample checkpoints/demo --prompt 'a' -n 60 --temperature 0.8 --top-k 20"
-  "$mics" sample checkpoints/demo --prompt 'a' -n 60 --temperature 0.8 --top-k 20 --ids | sed 's/^/                   /'
+latest=$(cat checkpoints/demo/latest 2>/dev/null || true)
+if [ -n "$latest" ]; then
+  ckpt=checkpoints/demo/$latest
+  echo "checkpoint kept    $ckpt (written after the last step)"
+  echo "  resume:          mpirun -np 4 $mics train --deck inputs/demo.ini --train.steps=600"
+  echo "  export:          $mics export $ckpt --format safetensors out/demo/model.safetensors"
+  # The corpus is a Markov chain over 256 byte states, not text: show the sampled tokens as ids.
+  echo "  sample:          $mics sample checkpoints/demo --prompt-ids 97 -n 24 --temperature 0.8 --top-k 20 --ids"
+  "$mics" sample checkpoints/demo --prompt-ids 97 -n 24 --temperature 0.8 --top-k 20 --ids | grep '^ids:' |
+    sed 's/^/                   /'
 fi
 
 # The plot needs matplotlib (`make run` installs Debian's python3-matplotlib when it can).
