@@ -73,7 +73,26 @@ std::string lock_text(const LockHolder& me) {
   return "job " + me.job + "\nhost " + me.host + "\npid " + std::to_string(me.pid) + "\n";
 }
 
-bool process_alive(long pid) { return pid > 0 && (kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM); }
+// A process that kill(pid, 0) finds and that is not a zombie (killed, waiting to be reaped: in a
+// container whose init does not reap, it may stay one forever).
+bool process_running(long pid) {
+  if (pid <= 0 || (kill(static_cast<pid_t>(pid), 0) != 0 && errno != EPERM)) return false;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return true;  // no /proc: trust kill()
+  const std::size_t close = line.rfind(')');  // "pid (comm) S ..."
+  return close == std::string::npos || close + 2 >= line.size() ||
+         (line[close + 2] != 'Z' && line[close + 2] != 'X');
+}
+
+// Alive on this host, allowing a process that is being torn down (its job just failed) two seconds to go.
+bool process_alive(long pid) {
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    if (!process_running(pid)) return false;
+    usleep(100000);
+  }
+  return true;
+}
 
 // Why the lock is live (non-empty), or empty when it is ours or stale (then `stale_reason` says why).
 std::string live_reason(const LockHolder& holder, const LockHolder& me, double heartbeat_age, double stale_seconds,
