@@ -13,7 +13,11 @@ CTEST_ARGS ?=
 DEB_PACKAGES := build-essential cmake libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools \
                 libboost-program-options-dev libboost-log-dev catch2 libopenblas-dev python3
 
-.PHONY: all deps build test run install bench bench-comm bench-model bench-strategies bench-cluster deps-bench-cluster clean distclean deps-slurm
+.PHONY: all deps deps-run build test run install bench bench-comm bench-model bench-strategies bench-cluster deps-bench-cluster clean distclean deps-slurm
+
+# What `make run` adds: matplotlib for the demo's plot (bench/plot_runs.py). Not a test dependency: the
+# plot test is skipped without it, so `make test` installs nothing for a picture.
+RUN_PACKAGES := python3-matplotlib
 
 # Slurm and munge for the end-to-end job tests (tests/slurm starts its own two-node cluster).
 SLURM_PACKAGES := slurmctld slurmd slurm-client munge
@@ -58,7 +62,20 @@ test: deps
 	$(MAKE) build
 	cd $(BUILD_DIR) && ctest --output-on-failure $(CTEST_ARGS)
 
+deps-run:
+	@missing=$$(for p in $(RUN_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -z "$$missing" ]; then echo "deps-run: matplotlib present"; \
+	elif [ "$$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
+	    echo "deps-run: $$missing missing (as root: apt-get install $$missing); the demo's plot will be skipped"; \
+	else \
+	    echo "deps-run: installing $$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing) \
+	        || echo "deps-run: could not install $$missing; the demo's plot will be skipped"; \
+	fi
+
 run: deps
+	@$(MAKE) --no-print-directory deps-run
 	$(MAKE) build
 	./jobs/demo.sh $(BUILD_DIR)/mics
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The demo behind `make run`: the tiny GPT trained with MiCS on 4 ranks emulating 2 nodes (p = 2, r = 2)
-# on a synthetic Markov corpus whose true entropy is known, then a short summary.
+# on a synthetic Markov corpus whose true entropy is known, then a short summary, the checkpoint it keeps
+# (written after the last step), a sample of text from it, and a plot of the run (runs/demo/plot.png).
 # Usage: jobs/demo.sh [path/to/mics] [extra --section.key=value options]
 # Without a path, mics is found as the job scripts find it (jobs/lib/find_mics.sh: $MICS, $MICS_CONTAINER,
 # the installed bin/mics, PATH, build/mics). In a source tree the demo runs at the top of the tree; an
@@ -58,9 +59,33 @@ print("final train loss   %.4f   (gap %.4f)" % (last["loss"], last["loss"] - flo
 if vals:
     print("final val loss     %.4f   (gap %.4f)" % (vals[-1], vals[-1] - floor))
 print("throughput         %.0f tokens/s (median step)" % tokens_per_s)
+print("MFU                %.2f%% (last step; the peak is named in the log)" % (100 * last.get("mfu", 0)))
 print("traffic per optimizer step on rank 0 (bytes sent, collectives):")
 for kind, t in last["traffic"].items():
     if t["participants"] > 1 and t["collectives"] > 0:
         print("  %-12s %10d B in %3d collectives over %d ranks (%d B off-node)" %
               (kind, t["bytes_sent"], t["collectives"], t["participants"], t["bytes_sent_off_node"]))
 PY
+
+latest=$(cat checkpoints/demo/latest 2>/dev/null || true)
+if [ -n "$latest" ]; then
+  ckpt=checkpoints/demo/$latest
+  echo "checkpoint kept    $ckpt (written after the last step)"
+  echo "  resume:          mpirun -np 4 $mics train --deck inputs/demo.ini --train.steps=600"
+  echo "  export:          $mics export $ckpt --format safetensors out/demo/model.safetensors"
+  # The corpus is a Markov chain over 256 byte states, not text: show the sampled tokens as ids.
+  echo "  sample:          $mics sample checkpoints/demo --prompt-ids 97 -n 24 --temperature 0.8 --top-k 20 --ids"
+  "$mics" sample checkpoints/demo --prompt-ids 97 -n 24 --temperature 0.8 --top-k 20 --ids | grep '^ids:' |
+    sed 's/^/                   /'
+fi
+
+# The plot needs matplotlib (`make run` installs Debian's python3-matplotlib when it can).
+plotted=no
+for python in python3 /usr/bin/python3; do
+  if command -v "$python" >/dev/null 2>&1 && "$python" -c 'import matplotlib' 2>/dev/null; then
+    "$python" bench/plot_runs.py runs/demo -o runs/demo/plot.png --title "mics demo: tiny GPT, p=2 r=2 on 4 ranks" \
+      && plotted=yes
+    break
+  fi
+done
+[ "$plotted" = yes ] || echo "plot: skipped (no Python with matplotlib: apt-get install python3-matplotlib)"

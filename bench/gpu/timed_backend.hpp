@@ -89,6 +89,10 @@ class TimedBackend final : public backends::Backend {
   void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C, int NH) override {
     timed("attention_forward", [&] { inner_.attention_forward(out, att, qkv, B, T, C, NH); });
   }
+  void attention_decode(float* out, const float* q, const float* k, const float* v, int T, int C, int NH,
+                        int ld) override {
+    timed("attention_decode", [&] { inner_.attention_decode(out, q, k, v, T, C, NH, ld); });
+  }
   void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* att, int B, int T, int C,
                           int NH) override {
     timed("attention_backward", [&] { inner_.attention_backward(dqkv, dout, qkv, att, B, T, C, NH); });

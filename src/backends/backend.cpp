@@ -1,14 +1,19 @@
 // The backend factory: the one place that knows which backends this build has.
 #include "mics/backends/backend.hpp"
 
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "mics/backends/cpu/cpu_backend.hpp"
 #include "mics/util/error.hpp"
 #if defined(MICS_WITH_CUDA)
 #include "mics/backends/cuda/cuda_backend.hpp"
+#include "mics/backends/cuda/device.hpp"
 #endif
+#include <omp.h>
 
 namespace mics::backends {
 
@@ -31,6 +36,56 @@ std::unique_ptr<Backend> make_backend(const config::BackendOptions& options) {
 
 std::unique_ptr<Backend> make_cpu_backend(int threads) {
   return make_backend(config::BackendOptions{config::Device::cpu, threads});
+}
+
+PeakRate measure_matmul_rate(Backend& backend, int n, double seconds) {
+  const std::size_t nn = static_cast<std::size_t>(n) * n;
+  Buffer<float> a = backend.alloc<float>(nn), w = backend.alloc<float>(nn), out = backend.alloc<float>(nn);
+  backend.fill(a.data(), nn, 0.5f);
+  backend.fill(w.data(), nn, 0.25f);
+  backend.matmul_forward(out.data(), a.data(), w.data(), nullptr, n, n, n);  // warm up
+  backend.synchronize();
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point start = Clock::now();
+  int calls = 0;
+  double elapsed = 0;
+  while (calls < 3 || elapsed < seconds) {
+    backend.matmul_forward(out.data(), a.data(), w.data(), nullptr, n, n, n);
+    backend.synchronize();
+    ++calls;
+    elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+  }
+  PeakRate rate;
+  rate.flops_per_s = 2.0 * static_cast<double>(nn) * n * calls / elapsed;
+  char text[160];
+  if (backend.name() == "cpu")
+    std::snprintf(text, sizeof(text), "measured fp32 sgemm %d^3 on %d threads of this rank", n, omp_get_max_threads());
+  else
+    std::snprintf(text, sizeof(text), "measured %s GEMM %d^3", std::string(backend.name()).c_str(), n);
+  rate.source = text;
+  return rate;
+}
+
+PeakRate peak_rate(Backend& backend) {
+#if defined(MICS_WITH_CUDA)
+  if (auto* gpu = dynamic_cast<cuda::CudaBackend*>(&backend)) {
+    const bool bf16 = gpu->precision() == cuda::MatmulPrecision::bf16;
+    std::string name;
+    if (const double peak = cuda::datasheet_peak_flops(gpu->device(), bf16, name); peak > 0)
+      return PeakRate{peak, name + (bf16 ? " dense bf16" : " fp32") + " peak (datasheet)"};
+    PeakRate measured = measure_matmul_rate(backend, 4096, 0.5);
+    measured.source += " (" + name + " is not in the datasheet table)";
+    return measured;
+  }
+#endif
+  return measure_matmul_rate(backend);
+}
+
+std::size_t device_memory_used([[maybe_unused]] Backend& backend) {
+#if defined(MICS_WITH_CUDA)
+  if (auto* gpu = dynamic_cast<cuda::CudaBackend*>(&backend)) return cuda::device_memory_used(gpu->device());
+#endif
+  return 0;
 }
 
 }  // namespace mics::backends

@@ -272,6 +272,65 @@ void export_safetensors(OpenCheckpoint& ckpt, hid_t params, std::ofstream& out, 
 
 }  // namespace
 
+std::string huggingface_config(const model::GptShape& s) {
+  std::ostringstream json;
+  json << "{\n"
+       << "  \"architectures\": [\"GPT2LMHeadModel\"],\n"
+       << "  \"model_type\": \"gpt2\",\n"
+       << "  \"vocab_size\": " << s.vocab << ",\n"
+       << "  \"n_positions\": " << s.max_seq_len << ",\n"
+       << "  \"n_ctx\": " << s.max_seq_len << ",\n"
+       << "  \"n_embd\": " << s.channels << ",\n"
+       << "  \"n_layer\": " << s.layers << ",\n"
+       << "  \"n_head\": " << s.heads << ",\n"
+       << "  \"n_inner\": null,\n"
+       << "  \"activation_function\": \"gelu_new\",\n"
+       << "  \"layer_norm_epsilon\": 1e-05,\n"
+       << "  \"resid_pdrop\": 0.0,\n"
+       << "  \"embd_pdrop\": 0.0,\n"
+       << "  \"attn_pdrop\": 0.0,\n"
+       << "  \"initializer_range\": 0.02,\n"
+       << "  \"scale_attn_weights\": true,\n"
+       << "  \"tie_word_embeddings\": true,\n";
+  // GPT-2's <|endoftext|> is its last token; other vocabularies have none that mics knows of.
+  if (s.vocab == 50257)
+    json << "  \"bos_token_id\": 50256,\n  \"eos_token_id\": 50256,\n";
+  else
+    json << "  \"bos_token_id\": null,\n  \"eos_token_id\": null,\n";
+  json << "  \"torch_dtype\": \"float32\"\n}\n";
+  return json.str();
+}
+
+model::GptShape read_parameters(const fs::path& path, std::vector<std::vector<float>>& units) {
+  h5::QuietErrors quiet;
+  fs::path checkpoint = path;
+  std::error_code ec;
+  if (fs::is_directory(path, ec) && !fs::exists(state_file(path), ec)) {
+    const std::optional<fs::path> latest = read_latest(path);
+    if (!latest)
+      throw InputError(path.string() + ": neither a checkpoint (no " + state_file(path).string() +
+                       ") nor a run directory with a `latest` checkpoint");
+    checkpoint = *latest;
+  }
+  OpenCheckpoint ckpt(checkpoint);
+  const model::ParamLayout layout(ckpt.metadata.model);
+  h5::Handle params = h5::open_group(ckpt.file.get(), "params", ckpt.path);
+  units.assign(layout.units().size(), {});
+  for (std::size_t u = 0; u < units.size(); ++u) units[u].assign(layout.units()[u].numel, 0.0f);
+  std::vector<float> buffer;
+  for (const model::TensorInfo& tensor : layout.tensors()) {
+    const std::string where = ckpt.path + ": dataset /params/" + tensor.name;
+    h5::Handle dataset = h5::open_dataset(params.get(), tensor.name, ckpt.path + ": /params");
+    const std::vector<hsize_t> dims = h5::dataset_dims(dataset.get(), where);
+    if (element_count(dims) != tensor.numel)
+      throw InputError(where + " has shape " + dims_text(dims) + ", which does not fit the model");
+    read_range(dataset.get(), dims, 0, tensor.numel, buffer, where);
+    std::copy(buffer.begin(), buffer.end(),
+              units[static_cast<std::size_t>(tensor.unit)].begin() + static_cast<std::ptrdiff_t>(tensor.offset));
+  }
+  return ckpt.metadata.model;
+}
+
 void export_parameters(const fs::path& checkpoint, ExportFormat format, const fs::path& out_path) {
   h5::QuietErrors quiet;
   OpenCheckpoint ckpt(checkpoint);
@@ -293,6 +352,13 @@ void export_parameters(const fs::path& checkpoint, ExportFormat format, const fs
     throw;
   }
   fs::rename(temp, out_path);
+  if (format == ExportFormat::safetensors) {
+    const fs::path config = (out_path.has_parent_path() ? out_path.parent_path() : fs::path(".")) / "config.json";
+    std::ofstream out(config, std::ios::trunc);
+    out << huggingface_config(ckpt.metadata.model);
+    out.close();
+    if (!out) throw InputError(config.string() + ": write failed");
+  }
 }
 
 }  // namespace mics::checkpoint

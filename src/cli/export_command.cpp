@@ -13,8 +13,9 @@ constexpr const char* kExportUsage =
     "usage: mics export PATH --format safetensors|llmc OUT\n"
     "\n"
     "PATH is a checkpoint (step_<N> directory or its .h5 file). safetensors: one file with Hugging Face\n"
-    "GPT-2 names (transformer.wte.weight, ...; Conv1D weights stored [in, out]), loadable by\n"
-    "GPT2LMHeadModel. llmc: an llm.c fp32 model file, usable as model.init = llmc:OUT.\n"
+    "GPT-2 names (transformer.wte.weight, ...; Conv1D weights stored [in, out]) and a config.json\n"
+    "(GPT2Config) beside it: name OUT DIR/model.safetensors and GPT2LMHeadModel.from_pretrained(DIR)\n"
+    "loads it. llmc: an llm.c fp32 model file, usable as model.init = llmc:OUT and by mics sample.\n"
     "Tensors are streamed one at a time; the optimizer state is not read.\n";
 }  // namespace
 

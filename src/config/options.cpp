@@ -77,7 +77,10 @@ Options read_options(const Config& c) {
     throw InputError("model.init = " + o.model.init_text + ": not understood (expected gpt2 or llmc:PATH)");
   }
 
-  o.data = {c.get_string("data.train"), c.get_string("data.val")};
+  o.data.train = c.get_string("data.train");
+  o.data.val = c.get_string("data.val");
+  o.data.order = c.get_string("data.order") == "sequential" ? DataOptions::Order::sequential
+                                                             : DataOptions::Order::shuffle;
 
   TrainOptions& t = o.train;
   t.steps = int_of(c, "train.steps");
@@ -94,6 +97,7 @@ Options read_options(const Config& c) {
   t.val_every = int_of(c, "train.val_every");
   t.val_batches = int_of(c, "train.val_batches");
   t.log_every = int_of(c, "train.log_every");
+  t.skew_every = int_of(c, "train.skew_every");
   const std::string& resume = c.get_string("train.resume");
   t.resume = resume == "auto"    ? TrainOptions::Resume::automatic
              : resume == "never" ? TrainOptions::Resume::never
@@ -116,6 +120,8 @@ Options read_options(const Config& c) {
   o.checkpoint.every_minutes = c.get_float("checkpoint.every_minutes");
   o.checkpoint.keep = int_of(c, "checkpoint.keep");
   o.checkpoint.keep_every = int_of(c, "checkpoint.keep_every");
+  o.checkpoint.at_end = c.get_bool("checkpoint.at_end");
+  o.checkpoint.lock_stale_minutes = c.get_float("checkpoint.lock_stale_minutes");
 
   o.effective_deck = c.to_deck();
   return o;

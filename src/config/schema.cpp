@@ -104,6 +104,9 @@ std::vector<KeyDef> build_schema() {
       // [data]
       string_key("data.train", "data/synth/train_*.bin", "training token shards (glob, llm.c format)"),
       string_key("data.val", "data/synth/val_*.bin", "validation token shards (glob, llm.c format)"),
+      choice_key("data.order", "shuffle", {"shuffle", "sequential"},
+                 "shuffle = every sequence at a hashed random offset; sequential = the shards read in order "
+                 "(llm.c), one window of global_batch x seq_len + 1 tokens per step"),
       // [train]
       int_key("train.steps", "100", 1, "optimizer steps to run"),
       int_key("train.micro_batch", "4", 1, "sequences per rank per micro-step"),
@@ -119,6 +122,8 @@ std::vector<KeyDef> build_schema() {
       int_key("train.val_every", "0", 0, "validate every N steps; 0 = never"),
       int_key("train.val_batches", "4", 1, "micro-batches per validation"),
       int_key("train.log_every", "1", 1, "print metrics every N steps"),
+      int_key("train.skew_every", "10", 0,
+              "every N steps record the slowest and fastest rank's step time and the largest memory; 0 = never"),
       string_key("train.resume", "auto",
                  "auto = latest checkpoint in checkpoint.dir if any, never = start fresh, or a PATH"),
       string_key("train.save_final", "",
@@ -141,6 +146,10 @@ std::vector<KeyDef> build_schema() {
       float_key("checkpoint.every_minutes", "0", 0, kNoBound, "save every N minutes of training; 0 = off"),
       int_key("checkpoint.keep", "2", 1, "most recent checkpoints kept"),
       int_key("checkpoint.keep_every", "0", 0, "also keep every checkpoint whose step is a multiple of N; 0 = off"),
+      bool_key("checkpoint.at_end", "true", "write a checkpoint after the last step (unless one was just written)"),
+      float_key("checkpoint.lock_stale_minutes", "60", 0, kNoBound,
+                "a run lock held from another host (without scontrol to ask) is stale after this many minutes "
+                "without a heartbeat"),
   };
 }
 

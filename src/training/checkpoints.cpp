@@ -181,7 +181,14 @@ RunCheckpoints::Next RunCheckpoints::after_step(std::int64_t steps_done, std::in
   }
   const int every_steps = options_.checkpoint.every_steps;
   const bool step_due = every_steps > 0 && steps_done % every_steps == 0;
-  if (step_due || agreed[1] != 0) write(steps_done, tokens_seen);
+  // The last step is always kept (checkpoint.at_end), so a run whose train.steps is not a multiple of
+  // checkpoint.every_steps loses nothing; it is written once when the step was due anyway.
+  const bool final_due = training_complete && options_.checkpoint.at_end && !options_.checkpoint.dir.empty();
+  if (step_due || agreed[1] != 0 || final_due) {
+    if (final_due && !step_due && agreed[1] == 0)
+      MICS_LOG(info) << "writing the final checkpoint at step " << steps_done;
+    write(steps_done, tokens_seen);
+  }
   return Next::train_on;
 }
 

@@ -1,6 +1,8 @@
 #include "mics/training/metrics.hpp"
 
 #include <algorithm>
+#include <chrono>
+#include <ctime>
 #include <cstdlib>
 #include <cstdio>
 #include <filesystem>
@@ -18,11 +20,42 @@ std::string number(double value) {
 }
 }  // namespace
 
+double unix_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string iso8601_utc(double unix_seconds) {
+  const auto whole = static_cast<std::time_t>(unix_seconds);
+  const int millis = std::min(999, static_cast<int>((unix_seconds - static_cast<double>(whole)) * 1000.0));
+  std::tm utc{};
+  gmtime_r(&whole, &utc);
+  char text[96];
+  std::snprintf(text, sizeof(text), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", utc.tm_year + 1900, utc.tm_mon + 1,
+                utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, millis);
+  return text;
+}
+
+double resident_bytes() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("VmRSS:", 0) == 0) return std::strtod(line.c_str() + 6, nullptr) * 1024.0;  // kB
+  return 0;
+}
+
 std::string to_json(const StepRecord& r) {
   std::ostringstream os;
-  os << "{\"step\":" << r.step + 1 << ",\"loss\":" << number(r.loss) << ",\"lr\":" << number(r.lr)
+  os << "{\"step\":" << r.step + 1 << ",\"timestamp\":\"" << iso8601_utc(r.unix_time) << "\",\"loss\":" << number(r.loss) << ",\"lr\":" << number(r.lr)
      << ",\"grad_norm\":" << number(r.grad_norm) << ",\"tokens_per_s\":" << number(r.tokens_per_s)
-     << ",\"flops_per_s\":" << number(r.flops_per_s) << ",\"time\":{\"total\":" << number(r.times.total)
+     << ",\"flops_per_s\":" << number(r.flops_per_s) << ",\"mfu\":" << number(r.mfu)
+     << ",\"memory\":{\"rss\":" << number(r.rss_bytes) << ",\"device\":" << number(r.device_bytes) << '}';
+  if (r.spread) {
+    const RankSpread& s = *r.spread;
+    os << ",\"ranks\":{\"slowest_s\":" << number(s.slowest_s) << ",\"slowest_rank\":" << s.slowest_rank
+       << ",\"fastest_s\":" << number(s.fastest_s) << ",\"fastest_rank\":" << s.fastest_rank
+       << ",\"max_rss\":" << number(s.max_rss_bytes) << ",\"max_rss_rank\":" << s.max_rss_rank
+       << ",\"max_device\":" << number(s.max_device_bytes) << '}';
+  }
+  os << ",\"time\":{\"total\":" << number(r.times.total)
      << ",\"compute\":" << number(r.times.compute) << ",\"gather_wait\":" << number(r.times.gather_wait)
      << ",\"reduce_scatter\":" << number(r.times.reduce_scatter)
      << ",\"replica_all_reduce\":" << number(r.times.replica_all_reduce)
@@ -67,7 +100,8 @@ MetricsWriter::MetricsWriter(const std::string& path, long resumed_step) : path_
 void MetricsWriter::write(const StepRecord& record) { write_line(to_json(record)); }
 
 void MetricsWriter::write_validation(int step, float loss) {
-  write_line("{\"step\":" + std::to_string(step + 1) + ",\"val_loss\":" + number(loss) + "}");
+  write_line("{\"step\":" + std::to_string(step + 1) + ",\"timestamp\":\"" + iso8601_utc(unix_now()) +
+             "\",\"val_loss\":" + number(loss) + "}");
 }
 
 void MetricsWriter::write_line(const std::string& json) {

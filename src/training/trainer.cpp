@@ -14,6 +14,7 @@
 
 #include "mics/backends/backend.hpp"
 #include "mics/backends/transport.hpp"
+#include "mics/checkpoint/run_lock.hpp"
 #include "mics/comm/agreement.hpp"
 #include "mics/data/sampler.hpp"
 #include "mics/data/token_shard.hpp"
@@ -94,21 +95,23 @@ struct Data {
   std::unique_ptr<data::BatchSampler> train_sampler, val_sampler;
 };
 
-Data open_data(const config::Options& options, const model::ModelSpec& model, MPI_Comm world) {
+Data open_data(const config::Options& options, const model::ModelSpec& model, std::uint64_t global_batch,
+               MPI_Comm world) {
   Data d;
   comm::agree(world, [&] {
     const auto open = [&](const char* key, const std::string& pattern, std::unique_ptr<data::TokenDataset>& dataset,
-                          std::unique_ptr<data::BatchSampler>& sampler) {
+                          std::unique_ptr<data::BatchSampler>& sampler, data::Order order) {
       try {
         dataset = std::make_unique<data::TokenDataset>(pattern);
         dataset->check_vocab(static_cast<std::uint32_t>(model.shape.vocab));
-        sampler = std::make_unique<data::BatchSampler>(*dataset, model.seq_len, options.run.seed);
+        sampler = std::make_unique<data::BatchSampler>(*dataset, model.seq_len, options.run.seed, order, global_batch);
       } catch (const Error& e) {
         throw InputError(std::string(key) + " = " + pattern + ": " + e.what());
       }
     };
-    open("data.train", options.data.train, d.train, d.train_sampler);
-    if (options.train.val_every > 0) open("data.val", options.data.val, d.val, d.val_sampler);
+    open("data.train", options.data.train, d.train, d.train_sampler, options.data.order);
+    // Validation reads the same evenly spaced sequences in either order.
+    if (options.train.val_every > 0) open("data.val", options.data.val, d.val, d.val_sampler, data::Order::shuffle);
   });
   return d;
 }
@@ -138,7 +141,8 @@ void check_output_paths(const config::Options& options, std::size_t parameters, 
     const fs::path parent = fs::path(options.train.save_final).parent_path();
     check_writable_directory("train.save_final", parent.empty() ? fs::path(".") : parent, rank);
   }
-  const bool checkpoints = options.checkpoint.every_steps > 0 || options.checkpoint.every_minutes > 0;
+  const bool checkpoints =
+      options.checkpoint.every_steps > 0 || options.checkpoint.every_minutes > 0 || options.checkpoint.at_end;
   if (!checkpoints) return;
   const fs::path dir = fs::path(options.checkpoint.dir) / options.run.name;
   check_writable_directory("checkpoint.dir", dir, rank);
@@ -167,6 +171,61 @@ void log_setup(const RunSetup& s, const model::Gpt& gpt, const engine::MemoryRep
                  << config::to_string(recompute) << "), total " << format_bytes(static_cast<double>(memory.total()));
 }
 
+// World rank 0 takes the run's lock in its checkpoint directory (checkpoint/run_lock.hpp); every rank
+// raises the same InputError, naming the holder, when another live run holds it.
+checkpoint::RunLock take_run_lock(const config::Options& options, const std::filesystem::path& run_dir, int rank,
+                                  MPI_Comm world) {
+  checkpoint::RunLock lock;
+  if (options.checkpoint.dir.empty()) return lock;
+  std::string problem, note;
+  const checkpoint::LockHolder me = checkpoint::this_process();
+  if (rank == 0) {
+    try {
+      lock = checkpoint::RunLock::acquire(run_dir, me, options.checkpoint.lock_stale_minutes * 60.0,
+                                          checkpoint::query_slurm_job, note);
+    } catch (const Error& e) {
+      problem = e.what();
+    }
+  }
+  problem = comm::broadcast_string(world, 0, problem);
+  if (!problem.empty()) throw InputError(problem, ErrorScope::all_ranks);
+  if (!note.empty()) MICS_LOG(warning) << note;
+  MICS_LOG(info) << "this run owns checkpoint directory " << run_dir.string() << " (lock "
+                 << (run_dir / checkpoint::kLockFileName).string() << ": " << me.describe() << ")";
+  return lock;
+}
+
+// The peak an MFU is measured against: measured (cpu) or looked up (cuda) on rank 0, broadcast.
+backends::PeakRate agreed_peak(backends::Backend& backend, int rank, MPI_Comm world) {
+  backends::PeakRate peak;
+  if (rank == 0) peak = backends::peak_rate(backend);
+  MICS_MPI_CHECK(MPI_Bcast(&peak.flops_per_s, 1, MPI_DOUBLE, 0, world));
+  peak.source = comm::broadcast_string(world, 0, peak.source);
+  return peak;
+}
+
+// The slowest and fastest rank's step time and the largest memory: one MPI_Allreduce (MAXLOC) on the
+// world communicator itself, not through comm::Collectives, so the engine's traffic counters (and the
+// bytes per group kind in the metrics) stay the step's own.
+RankSpread rank_spread(double step_seconds, double rss, double device, int rank, MPI_Comm world) {
+  struct Pair {
+    double value;
+    int rank;
+  };
+  Pair local[4] = {{step_seconds, rank}, {-step_seconds, rank}, {rss, rank}, {device, rank}};
+  Pair global[4];
+  MICS_MPI_CHECK(MPI_Allreduce(local, global, 4, MPI_DOUBLE_INT, MPI_MAXLOC, world));
+  RankSpread spread;
+  spread.slowest_s = global[0].value;
+  spread.slowest_rank = global[0].rank;
+  spread.fastest_s = -global[1].value;
+  spread.fastest_rank = global[1].rank;
+  spread.max_rss_bytes = global[2].value;
+  spread.max_rss_rank = global[2].rank;
+  spread.max_device_bytes = global[3].value;
+  return spread;
+}
+
 }  // namespace
 
 int run_training(const RunSetup& s) {
@@ -179,7 +238,11 @@ int run_training(const RunSetup& s) {
   const int T = s.model.seq_len;
 
   // Data and output paths first: a bad shard or directory fails before any memory is committed.
-  Data data = open_data(options, s.model, world);
+  Data data = open_data(options, s.model, static_cast<std::uint64_t>(plan.global_batch()), world);
+  if (options.data.order == config::DataOptions::Order::sequential)
+    MICS_LOG(info) << "data.order = sequential: " << data.train_sampler->steps_per_epoch()
+                   << " steps per pass over " << options.data.train << " (" << plan.global_batch() << " x " << T
+                   << " + 1 tokens per step)";
   comm::agree(world, [&] {
     check_output_paths(options, model::ParamLayout(s.model.shape).total_numel(), rank);
   });
@@ -206,6 +269,7 @@ int run_training(const RunSetup& s) {
   // A resumed run takes its states from the checkpoint and continues at its step.
   const StopSignals signals;
   RunCheckpoints checkpoints(options, plan, engine, *backend, s.topology, gpt.layout(), signals);
+  const checkpoint::RunLock lock = take_run_lock(options, checkpoints.run_dir(), rank, world);
   int start_step = 0;
   std::int64_t tokens_seen = 0;
   if (const std::optional<ResumePoint> resumed = checkpoints.resume()) {
@@ -251,6 +315,13 @@ int run_training(const RunSetup& s) {
   };
 
   const double flops_per_token = model::Gpt::flops_per_token(s.model.shape, T);
+  const backends::PeakRate peak = agreed_peak(*backend, rank, world);
+  const double world_peak = peak.flops_per_s * world_size;
+  {
+    char text[64];
+    std::snprintf(text, sizeof(text), "%.1f GFLOP/s", peak.flops_per_s / 1e9);
+    MICS_LOG(info) << "MFU: model FLOP/s over " << world_size << " ranks x " << text << " (" << peak.source << ")";
+  }
   const double tokens_per_step = static_cast<double>(plan.global_batch()) * T;
   const Clock::time_point start = Clock::now();
   double tokens_done = 0, seconds_done = 0;
@@ -271,18 +342,43 @@ int run_training(const RunSetup& s) {
     seconds_done += result.times.total;
     last_loss = result.loss;
     last_traffic = result.traffic;
-    StepRecord record{step,         train.steps, result.loss, lr, result.grad_norm, tokens_per_step / result.times.total,
-                      tokens_per_step / result.times.total * flops_per_token, result.times, result.traffic};
+    StepRecord record;
+    record.step = step;
+    record.total_steps = train.steps;
+    record.loss = result.loss;
+    record.lr = lr;
+    record.grad_norm = result.grad_norm;
+    record.tokens_per_s = tokens_per_step / result.times.total;
+    record.flops_per_s = record.tokens_per_s * flops_per_token;
+    record.times = result.times;
+    record.traffic = result.traffic;
+    record.unix_time = unix_now();
+    record.mfu = world_peak > 0 ? record.flops_per_s / world_peak : 0;
+    record.rss_bytes = resident_bytes();
+    record.device_bytes = static_cast<double>(backends::device_memory_used(*backend));
+    if (train.skew_every > 0 && ((step + 1) % train.skew_every == 0 || step + 1 == train.steps))
+      record.spread = rank_spread(result.times.total, record.rss_bytes, record.device_bytes, rank, world);
     metrics.write(record);
+    lock.heartbeat();
     if ((step + 1) % train.log_every == 0 || step == 0 || step + 1 == train.steps) {
       const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
       const double eta = elapsed / (step + 1 - start_step) * (train.steps - step - 1);
-      char line[256];
+      char line[320];
       std::snprintf(line, sizeof(line),
-                    "step %d/%d | loss %.6f | lr %.3e | norm %.4f | %.0f tok/s | %.2f GFLOP/s | %.0f ms | ETA %s",
+                    "step %d/%d | loss %.6f | lr %.3e | norm %.4f | %.0f tok/s | %.2f GFLOP/s | MFU %.1f%% | %.0f ms"
+                    " | RSS %s%s%s | ETA %s",
                     step + 1, train.steps, result.loss, lr, result.grad_norm, record.tokens_per_s,
-                    record.flops_per_s / 1e9, result.times.total * 1e3, format_duration(eta).c_str());
+                    record.flops_per_s / 1e9, record.mfu * 100.0, result.times.total * 1e3,
+                    format_bytes(record.rss_bytes).c_str(), record.device_bytes > 0 ? " | device " : "",
+                    record.device_bytes > 0 ? format_bytes(record.device_bytes).c_str() : "",
+                    format_duration(eta).c_str());
       MICS_LOG(info) << line;
+      if (record.spread)
+        MICS_LOG(info) << "step " << step + 1 << " | step time slowest " << record.spread->slowest_s * 1e3
+                       << " ms (rank " << record.spread->slowest_rank << "), fastest "
+                       << record.spread->fastest_s * 1e3 << " ms (rank " << record.spread->fastest_rank
+                       << "); largest RSS " << format_bytes(record.spread->max_rss_bytes) << " (rank "
+                       << record.spread->max_rss_rank << ")";
     }
     if (train.val_every > 0 && ((step + 1) % train.val_every == 0 || step + 1 == train.steps)) {
       last_val = validate();

@@ -153,6 +153,32 @@ TEST_CASE("causal attention forward and backward", "[backends][ops]") {
   require_close(download(be, dqkv.data(), dqkv.size()), g, "dqkv");
 }
 
+TEST_CASE("attention_decode: one query over a key/value cache equals the last row of attention", "[backends][ops]") {
+  CpuBackend be(2);
+  std::mt19937 rng(11);
+  const int T = 7, C = 12, NH = 3, ld = 16;  // cache rows wider than C: only C columns are read
+  auto qkv = random_floats(T * 3 * C, rng);
+  const Vec want = ref::attention(to_double(qkv), 1, T, C, NH);
+  std::vector<float> q(qkv.begin() + (T - 1) * 3 * C, qkv.begin() + (T - 1) * 3 * C + C);
+  std::vector<float> k(T * ld, 55.0f), v(T * ld, 66.0f);
+  for (int t = 0; t < T; t++)
+    for (int c = 0; c < C; c++) {
+      k[t * ld + c] = qkv[t * 3 * C + C + c];
+      v[t * ld + c] = qkv[t * 3 * C + 2 * C + c];
+    }
+  auto d_q = upload(be, q), d_k = upload(be, k), d_v = upload(be, v);
+  auto out = be.alloc<float>(C);
+  be.attention_decode(out.data(), d_q.data(), d_k.data(), d_v.data(), T, C, NH, ld);
+  require_close(download(be, out.data(), out.size()), Vec(want.begin() + (T - 1) * C, want.end()), "out");
+  // the whole causal forward, row by row, from growing caches
+  for (int t = 1; t <= T; t++) {
+    std::vector<float> qt(qkv.begin() + (t - 1) * 3 * C, qkv.begin() + (t - 1) * 3 * C + C);
+    auto d_qt = upload(be, qt);
+    be.attention_decode(out.data(), d_qt.data(), d_k.data(), d_v.data(), t, C, NH, ld);
+    require_close(download(be, out.data(), out.size()), Vec(want.begin() + (t - 1) * C, want.begin() + t * C), "row");
+  }
+}
+
 TEST_CASE("attention softmax is stable for large scores", "[backends][ops]") {
   CpuBackend be(1);
   const int B = 1, T = 3, C = 2, NH = 1;

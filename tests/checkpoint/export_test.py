@@ -6,7 +6,8 @@ writes at the end of the same run (train.save_final, gathered from the engine), 
 safetensors: the file parses (8-byte header length, JSON, F32 tensors with contiguous, non-overlapping
 offsets that cover the data buffer), has every Hugging Face GPT-2 name with HF's shapes (Conv1D weights
 [in, out], wte cut to the real vocabulary), and its values are the llm.c file's (transposed where HF
-transposes). If the safetensors package is installed, it must load the file too."""
+transposes), and config.json beside it describes the model (GPT2Config). If the safetensors package is
+installed, it must load the file too; tests/checkpoint/hf_load_test.py loads it with transformers."""
 import json
 import os
 import struct
@@ -91,6 +92,14 @@ def main():
     hf = tensor("transformer.h.0.attn.c_attn.weight")  # (C, 3C)
     checks.check(all(hf[i * 3 * C + o] == qkvw0[o * C + i] for i in range(C) for o in range(3 * C)),
                  "c_attn.weight is the transpose of llm.c's qkvw")
+    # config.json beside the safetensors: the GPT2Config from_pretrained(directory) needs
+    with open(os.path.join(runner.dir, "config.json")) as f:
+        config = json.load(f)
+    want = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "vocab_size": V, "n_positions": maxT,
+            "n_embd": C, "n_layer": L, "n_head": NH, "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5,
+            "tie_word_embeddings": True}
+    checks.check(all(config.get(k) == v for k, v in want.items()),
+                 "config.json: %s" % {k: config.get(k) for k in want})
     try:
         from safetensors import safe_open  # noqa: F401
     except ImportError:

@@ -15,7 +15,7 @@ def main():
 
     out = runner.run_serial(["--version"]).stdout
     checks.check(re.match(r"mics \d+\.\d+\.\d+", out) is not None, "--version printed %r" % out)
-    for sub in (["train"], ["config"], ["bench", "comm"], ["data"]):
+    for sub in (["train"], ["config"], ["bench", "comm"], ["data"], ["sample"]):
         proc = runner.run_serial(sub + ["--help"], check=False)
         checks.check(proc.returncode == 0 and "usage" in proc.stdout.lower(),
                      "%s --help: rc %d, %r" % (" ".join(sub), proc.returncode, proc.stdout[:200]))

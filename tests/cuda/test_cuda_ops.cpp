@@ -279,6 +279,25 @@ GPU_TEST(matmul_forward_backward) {
 
 // --- attention -------------------------------------------------------------------------------------------------
 
+GPU_TEST(attention_decode_matches_reference) {
+  // T > 256 threads: the score loop wraps; ld > C: only C columns of each cache row are read
+  const int T = 300, C = 48, NH = 3, ld = 64;
+  const auto qkv = randn(static_cast<std::size_t>(T) * 3 * C);
+  const Vec want = mics::testing::ref::attention(mics::testing::to_double(qkv), 1, T, C, NH);
+  std::vector<float> q(qkv.begin() + static_cast<std::ptrdiff_t>((T - 1) * 3 * C),
+                       qkv.begin() + static_cast<std::ptrdiff_t>((T - 1) * 3 * C + C));
+  std::vector<float> k(static_cast<std::size_t>(T) * ld, 5.0f), v(static_cast<std::size_t>(T) * ld, 6.0f);
+  for (int t = 0; t < T; ++t)
+    for (int c = 0; c < C; ++c) {
+      k[static_cast<std::size_t>(t) * ld + c] = qkv[static_cast<std::size_t>(t) * 3 * C + C + c];
+      v[static_cast<std::size_t>(t) * ld + c] = qkv[static_cast<std::size_t>(t) * 3 * C + 2 * C + c];
+    }
+  auto d_q = upload(q), d_k = upload(k), d_v = upload(v);
+  auto d_out = gpu().alloc<float>(static_cast<std::size_t>(C));
+  gpu().attention_decode(d_out.data(), d_q.data(), d_k.data(), d_v.data(), T, C, NH, ld);
+  CHECK_REL(download(d_out), Vec(want.end() - C, want.end()), gemm_bound(MatmulPrecision::fp32));
+}
+
 GPU_TEST(attention_forward_backward) {
   // T > 32: the warp loops wrap; B*NH*T = 222 rows, not a multiple of the 8 per block; hs = 16
   const int B = 2, T = 37, C = 48, NH = 3;

@@ -146,3 +146,55 @@ TEST_CASE("sampler: a shard too small for one sequence names the file", "[data][
   CHECK_THROWS_WITH(BatchSampler(data, 16, 0),
                     Catch::Contains("train_000001.bin") && Catch::Contains("too small") && Catch::Contains("17"));
 }
+
+TEST_CASE("sampler: data.order = sequential reads the documented windows", "[data][sampler]") {
+  TempDir dir("sequential");
+  // G = 4 sequences of T = 8 per step: 32 tokens a step, a window of 33.
+  // shard 0: 100 tokens -> floor(99 / 32) = 3 steps; shard 1: 40 -> 1 step; shard 2: 20 -> 0 (too small)
+  write_tagged_shards(dir, {100, 40, 20});
+  const TokenDataset data(dir.file("train_*.bin"));
+  const int T = 8;
+  const std::uint64_t G = 4;
+  const BatchSampler sampler(data, T, 42, Order::sequential, G);
+  REQUIRE(sampler.steps_per_epoch() == 4);
+  const auto expect = [&](std::uint64_t step, std::uint64_t index, std::uint32_t shard, std::uint32_t first) {
+    Sequence want;
+    for (std::uint32_t i = 0; i <= static_cast<std::uint32_t>(T); ++i) want.push_back(static_cast<std::int32_t>(1000 * shard + first + i));
+    INFO("step " << step << " index " << index);
+    CHECK(draw(sampler, step, index) == want);
+  };
+  for (std::uint64_t i = 0; i < G; ++i) {
+    expect(0, i, 0, static_cast<std::uint32_t>(i * T));       // tokens [i*T, i*T + T]
+    expect(2, i, 0, static_cast<std::uint32_t>(64 + i * T));  // third window of shard 0
+    expect(3, i, 1, static_cast<std::uint32_t>(i * T));       // shard 0's tail (tokens 96..99) skipped
+    expect(4, i, 0, static_cast<std::uint32_t>(i * T));       // the next epoch starts over
+  }
+  // One rank's micro-batch of B rows is one window of B*T + 1 tokens (llm.c's DataLoader): rank r of n
+  // at micro-step m starts at (m*n + r)*B*T.
+  const std::uint64_t B = 2, n = 2;
+  for (std::uint64_t m = 0; m < G / (B * n); ++m)
+    for (std::uint64_t r = 0; r < n; ++r) {
+      Sequence window;
+      for (std::uint64_t b = 0; b < B; ++b) {
+        Sequence rows = draw(sampler, 1, global_sequence_index(r, n, m, B, b));
+        if (!window.empty()) {
+          REQUIRE(window.back() == rows.front());  // consecutive rows share one token
+          window.pop_back();
+        }
+        window.insert(window.end(), rows.begin(), rows.end());
+      }
+      CHECK(window.size() == B * T + 1);
+      CHECK(window.front() == static_cast<std::int32_t>(32 + (m * n + r) * B * T));
+    }
+  // the window depends on the step and the index only, never on the layout
+  CHECK(sampler.sequential_window(1, 3).first_token == 32 + 3 * T);
+  CHECK_THROWS_AS(sampler.sequential_window(0, G), mics::InternalError);
+}
+
+TEST_CASE("sampler: data.order = sequential refuses shards smaller than one step", "[data][sampler]") {
+  TempDir dir("sequential_small");
+  write_tagged_shards(dir, {50, 60});
+  const TokenDataset data(dir.file("train_*.bin"));
+  CHECK_THROWS_AS(BatchSampler(data, 8, 1, Order::sequential, 8), mics::InputError);  // needs 65 tokens
+  CHECK_NOTHROW(BatchSampler(data, 8, 1, Order::shuffle, 8));
+}

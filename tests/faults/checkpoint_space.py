@@ -78,7 +78,8 @@ def main():
             f.write(b"\0" * max(0, free - one // 2))
         log_path = os.path.join(runner.dir, "signal.log")
         argv = ["train", "--deck", runner.deck("tiny.ini"), "--run.name=sig", "--train.steps=100000",
-                "--train.val_every=0", "--checkpoint.every_steps=0", "--checkpoint.dir=" + mount] + LAYOUT
+                "--train.val_every=0", "--checkpoint.every_steps=0", "--checkpoint.at_end=false",
+                "--checkpoint.dir=" + mount] + LAYOUT
         proc = ckpt_test.start_mpi(runner, 4, argv, log_path)
         metrics = os.path.join(runner.dir, "runs", "sig", "metrics.jsonl")
         try:

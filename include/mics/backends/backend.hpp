@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
 #include <utility>
 
@@ -131,6 +132,13 @@ class Backend {
   virtual void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* att, int B,
                                   int T, int C, int NH) = 0;
 
+  // One new position over a key/value cache (generation with a KV cache): q (C) the new position's
+  // query; k, v (T,C) the keys and values of positions 0..T-1, the new one last (rows `ld` floats apart);
+  // head h at columns h*hs..h*hs+hs-1; out (C) = softmax(q k^T / sqrt(hs)) v per head, over all T rows
+  // (causal by construction). The same arithmetic as row T-1 of attention_forward.
+  virtual void attention_decode(float* out, const float* q, const float* k, const float* v, int T, int C, int NH,
+                                int ld) = 0;
+
   // out (n) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
   virtual void gelu_forward(float* out, const float* inp, std::size_t n) = 0;
   // dinp (n) = gelu'(inp) * dout (WRITES dinp; dinp may alias dout).
@@ -150,6 +158,20 @@ class Backend {
   virtual void crossentropy_backward(float* logits, const float* inv_sum, const std::int32_t* targets, float dloss,
                                      int N, int V, int Vp) = 0;
 };
+
+// The FLOP/s an MFU is measured against, and where the number comes from (for the log).
+struct PeakRate {
+  double flops_per_s = 0;
+  std::string source;  // "measured fp32 sgemm 512^3 on 4 threads", "NVIDIA H100 dense bf16 (datasheet)"
+};
+// Times backend.matmul_forward on square n x n operands for about `seconds` (at least 3 calls): a
+// measured ceiling, used where no datasheet number is known (the cpu).
+PeakRate measure_matmul_rate(Backend& backend, int n = 512, double seconds = 0.2);
+// The backend's peak for MFU: the cuda backend's datasheet dense bf16 (or fp32 for backend.matmul = fp32)
+// rate of a known GPU, else the measured GEMM rate.
+PeakRate peak_rate(Backend& backend);
+// Device memory in use on the backend's device (cuda: total - free, all processes); 0 on the cpu.
+std::size_t device_memory_used(Backend& backend);
 
 template <typename T>
 Buffer<T>::Buffer(Backend& owner, std::size_t count) : owner_(&owner), count_(count) {

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "mics/model/gpt.hpp"
+
 namespace mics::checkpoint {
 
 // Table of a run directory's checkpoints: step, committed or partial, size, which one `latest` names.
@@ -29,6 +31,16 @@ ExportFormat parse_export_format(const std::string& text);  // throws mics::Erro
 // and dataset on any failure.
 void export_parameters(const std::filesystem::path& checkpoint, ExportFormat format,
                        const std::filesystem::path& out_path);
+
+// The Hugging Face GPT2Config (config.json) of a model: GPT2LMHeadModel, gelu_new, layer norm eps 1e-5,
+// tied embeddings, no dropout. export_parameters writes it beside a safetensors file, so
+// GPT2LMHeadModel.from_pretrained(that directory) needs nothing else.
+std::string huggingface_config(const model::GptShape& shape);
+
+// Every parameter of a checkpoint into one flat host buffer per unit (ParamLayout order); returns the
+// model's shape. `path` is a step_<N> directory, its state.h5, or a run directory (its `latest`).
+// Throws InputError naming the file and dataset.
+model::GptShape read_parameters(const std::filesystem::path& path, std::vector<std::vector<float>>& units);
 
 // The Hugging Face GPT2LMHeadModel name of a mics tensor ("h.3.attn.c_attn.weight" ->
 // "transformer.h.3.attn.c_attn.weight") and whether HF stores it transposed (Conv1D weights).

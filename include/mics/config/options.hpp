@@ -68,6 +68,9 @@ struct ModelOptions {
 struct DataOptions {
   std::string train;  // glob of token shards
   std::string val;
+  // shuffle: hashed random offsets (sampler.hpp); sequential: the shards in order, llm.c's windows
+  enum class Order { shuffle, sequential };
+  Order order = Order::shuffle;
 };
 
 struct TrainOptions {
@@ -83,6 +86,7 @@ struct TrainOptions {
   int val_every = 0;     // 0: never
   int val_batches = 1;
   int log_every = 1;
+  int skew_every = 0;  // 0: never
   enum class Resume { automatic, never, path };
   Resume resume = Resume::automatic;
   std::string resume_path;  // for Resume::path
@@ -103,6 +107,8 @@ struct CheckpointOptions {
   double every_minutes = 0;
   int keep = 1;
   int keep_every = 0;
+  bool at_end = true;               // a checkpoint after the last step
+  double lock_stale_minutes = 60;   // heartbeat age after which another host's lock is stale
 };
 
 struct Options {

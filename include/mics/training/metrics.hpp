@@ -2,11 +2,21 @@
 // directory, and the progress line with ETA.
 #pragma once
 #include <fstream>
+#include <optional>
 #include <string>
 
 #include "mics/engine/engine.hpp"
 
 namespace mics::training {
+
+// Every train.skew_every steps: the slowest and fastest rank's step time and the largest memory, over
+// all ranks (one MPI reduction on the world, outside the engine's traffic counters).
+struct RankSpread {
+  double slowest_s = 0, fastest_s = 0;
+  int slowest_rank = 0, fastest_rank = 0;
+  double max_rss_bytes = 0, max_device_bytes = 0;
+  int max_rss_rank = 0;
+};
 
 struct StepRecord {
   int step = 0;  // 0-based
@@ -18,7 +28,19 @@ struct StepRecord {
   double flops_per_s = 0;  // model FLOP/s: tokens/s * (6N + 6LCT)
   engine::StepTimes times;
   comm::Traffic traffic;
+  double unix_time = 0;          // when the step ended (written as ISO-8601 UTC "timestamp")
+  double mfu = 0;                // flops_per_s / (world x the per-rank peak)
+  double rss_bytes = 0;          // rank 0's resident memory (VmRSS)
+  double device_bytes = 0;       // rank 0's device memory in use (cuda; 0 on cpu)
+  std::optional<RankSpread> spread;  // every train.skew_every steps
 };
+
+// Seconds since the epoch, now.
+double unix_now();
+// "2026-12-02T01:56:25.123Z"
+std::string iso8601_utc(double unix_seconds);
+// This process's resident set size (VmRSS of /proc/self/status) in bytes; 0 where unavailable.
+double resident_bytes();
 
 // One JSON object on one line.
 std::string to_json(const StepRecord& record);

@@ -58,6 +58,47 @@ void attention_forward(float* out, float* att, const float* qkv, int B, int T, i
   }
 }
 
+// One query over T cached keys and values (rows ld floats apart): row T-1 of attention_forward, with the
+// same operations in the same order, so generation with a cache reproduces the full forward.
+void attention_decode(float* out, const float* q, const float* k, const float* v, int T, int C, int NH, int ld) {
+  const int hs = C / NH;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
+#pragma omp parallel
+  {
+    std::vector<float> row(static_cast<std::size_t>(T));
+#pragma omp for schedule(static)
+    for (int h = 0; h < NH; h++) {
+      const float* qh = q + h * hs;
+      float maxval = -INFINITY;
+      for (int t2 = 0; t2 < T; t2++) {
+        const float* kh = k + static_cast<std::size_t>(t2) * ld + h * hs;
+        float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+        for (int i = 0; i < hs; i++) dot += qh[i] * kh[i];
+        dot *= scale;
+        row[t2] = dot;
+        maxval = dot > maxval ? dot : maxval;
+      }
+      float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+      for (int t2 = 0; t2 < T; t2++) {
+        const float e = fast_exp(row[t2] - maxval);
+        row[t2] = e;
+        sum += e;
+      }
+      const float inv_sum = 1.0f / sum;
+      for (int t2 = 0; t2 < T; t2++) row[t2] *= inv_sum;
+      float* o = out + h * hs;
+      for (int i = 0; i < hs; i++) o[i] = 0.0f;
+      for (int t2 = 0; t2 < T; t2++) {
+        const float* vh = v + static_cast<std::size_t>(t2) * ld + h * hs;
+        const float a = row[t2];
+        for (int i = 0; i < hs; i++) o[i] += a * vh[i];
+      }
+    }
+  }
+}
+
 // dout (B,T,C) -> dqkv (B,T,3C), written. With p = att[t,:], dp = dout[t]·v[t2],
 // dscore = p * (dp - sum_j p_j dp_j); dq[t] += scale dscore k[t2]; dk[t2] += scale dscore q[t];
 // dv[t2] += p dout[t].

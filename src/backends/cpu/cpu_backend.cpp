@@ -79,6 +79,10 @@ void CpuBackend::matmul_backward(float* dinp, float* dweight, float* dbias, cons
 void CpuBackend::attention_forward(float* out, float* att, const float* qkv, int B, int T, int C, int NH) {
   cpu::attention_forward(out, att, qkv, B, T, C, NH);
 }
+void CpuBackend::attention_decode(float* out, const float* q, const float* k, const float* v, int T, int C, int NH,
+                                  int ld) {
+  cpu::attention_decode(out, q, k, v, T, C, NH, ld);
+}
 void CpuBackend::attention_backward(float* dqkv, const float* dout, const float* qkv, const float* att, int B,
                                     int T, int C, int NH) {
   cpu::attention_backward(dqkv, dout, qkv, att, B, T, C, NH);

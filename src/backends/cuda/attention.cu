@@ -183,4 +183,59 @@ void attention_backward(const GemmContext& ctx, float* dqkv, const float* dout, 
   CUDA_CHECK_LAUNCH();
 }
 
+namespace {
+
+__device__ float block_max(float value, float* shared) {
+  const int lane = threadIdx.x % kWarp;
+  const int warp = threadIdx.x / kWarp;
+  const int warps = blockDim.x / kWarp;
+  value = warp_max(value);
+  __syncthreads();
+  if (lane == 0) shared[warp] = value;
+  __syncthreads();
+  return warp_max(lane < warps ? shared[lane] : -INFINITY);
+}
+
+// One block per head: scores of the T cached keys into shared memory, softmax, then out = p v.
+__global__ void attention_decode_kernel(float* out, const float* q, const float* k, const float* v, int T, int hs,
+                                        int ld, float scale) {
+  extern __shared__ float row[];  // T scores
+  __shared__ float reduce[kWarp];
+  const int h = blockIdx.x;
+  const float* qh = q + static_cast<std::size_t>(h) * hs;
+  float local_max = -INFINITY;
+  for (int t2 = threadIdx.x; t2 < T; t2 += blockDim.x) {
+    const float* kh = k + static_cast<std::size_t>(t2) * ld + static_cast<std::size_t>(h) * hs;
+    float dot = 0.0f;
+    for (int i = 0; i < hs; ++i) dot += qh[i] * kh[i];
+    dot *= scale;
+    row[t2] = dot;
+    local_max = fmaxf(local_max, dot);
+  }
+  const float maxval = block_max(local_max, reduce);
+  float local_sum = 0.0f;
+  for (int t2 = threadIdx.x; t2 < T; t2 += blockDim.x) {
+    const float e = expf(row[t2] - maxval);
+    row[t2] = e;
+    local_sum += e;
+  }
+  const float inv_sum = 1.0f / block_sum(local_sum, reduce);  // block_sum synchronizes: row is complete
+  for (int i = threadIdx.x; i < hs; i += blockDim.x) {
+    float acc = 0.0f;
+    for (int t2 = 0; t2 < T; ++t2) acc += row[t2] * inv_sum * v[static_cast<std::size_t>(t2) * ld + static_cast<std::size_t>(h) * hs + i];
+    out[static_cast<std::size_t>(h) * hs + i] = acc;
+  }
+}
+
+}  // namespace
+
+void attention_decode(cudaStream_t stream, float* out, const float* q, const float* k, const float* v, int T, int C,
+                      int NH, int ld) {
+  const int hs = C / NH;
+  const float scale = 1.0f / sqrtf(static_cast<float>(hs));
+  const std::size_t shared = static_cast<std::size_t>(T) * sizeof(float);
+  attention_decode_kernel<<<NH, kBlock, shared, stream>>>(out, q, k, v, T, hs, ld, scale);
+  CUDA_CHECK_LAUNCH();
+}
+
 }  // namespace mics::backends::cuda

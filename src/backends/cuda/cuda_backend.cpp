@@ -144,6 +144,11 @@ void CudaBackend::attention_forward(float* out, float* att, const float* qkv, in
   cuda::attention_forward(gemm_, out, att, qkv, B, T, C, NH, workspace(attention_workspace(B, T, C, NH)));
 }
 
+void CudaBackend::attention_decode(float* out, const float* q, const float* k, const float* v, int T, int C, int NH,
+                                   int ld) {
+  cuda::attention_decode(stream_.get(), out, q, k, v, T, C, NH, ld);
+}
+
 void CudaBackend::attention_backward(float* dqkv, const float* dout, const float* qkv, const float* att, int B,
                                      int T, int C, int NH) {
   cuda::attention_backward(gemm_, dqkv, dout, qkv, att, B, T, C, NH, workspace(attention_workspace(B, T, C, NH)));

@@ -36,6 +36,38 @@ int device_for_this_process() {
   return local_rank_from_env() % count;
 }
 
+double datasheet_peak_flops(int device, bool bf16, std::string& name) {
+  cudaDeviceProp prop{};
+  CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+  name = prop.name;
+  const auto has = [&](const char* part) { return name.find(part) != std::string::npos; };
+  // Dense (no sparsity) TFLOP/s from NVIDIA's datasheets: {bf16 tensor core, fp32}.
+  struct Entry {
+    const char* part;
+    double bf16, fp32;
+  };
+  static const Entry table[] = {
+      {"H200", 989.4, 66.9}, {"GH200", 989.4, 66.9}, {"H100 PCIe", 756.0, 51.2}, {"H100 NVL", 835.0, 60.0},
+      {"H100", 989.4, 66.9}, {"H800", 989.4, 66.9},  {"A100", 312.0, 19.5},     {"A800", 312.0, 19.5},
+      {"L40S", 362.1, 91.6}, {"L40", 181.0, 90.5},   {"A10G", 70.0, 31.2},      {"A10", 125.0, 31.2},
+      {"L4", 121.0, 30.3},   {"A6000", 154.8, 38.7}, {"B200", 2250.0, 80.0},
+  };
+  for (const Entry& e : table)
+    if (has(e.part)) return (bf16 ? e.bf16 : e.fp32) * 1e12;
+  return 0;
+}
+
+std::size_t device_memory_used(int device) {
+  int current = 0;
+  CUDA_CHECK(cudaGetDevice(&current));
+  if (current != device) CUDA_CHECK(cudaSetDevice(device));
+  std::size_t free_bytes = 0, total_bytes = 0;
+  const cudaError_t status = cudaMemGetInfo(&free_bytes, &total_bytes);
+  if (current != device) CUDA_CHECK(cudaSetDevice(current));
+  CUDA_CHECK(status);
+  return total_bytes - free_bytes;
+}
+
 std::string describe_device(int device) {
   cudaDeviceProp prop{};
   CUDA_CHECK(cudaGetDeviceProperties(&prop, device));

@@ -27,6 +27,7 @@ void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dou
 
 // attention.cpp
 void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C, int NH);
+void attention_decode(float* out, const float* q, const float* k, const float* v, int T, int C, int NH, int ld);
 void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* att, int B, int T, int C,
                         int NH);
 

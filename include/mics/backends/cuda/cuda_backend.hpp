@@ -67,6 +67,8 @@ class CudaBackend final : public Backend {
   void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                        const float* weight, int N, int C, int OC) override;
   void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C, int NH) override;
+  void attention_decode(float* out, const float* q, const float* k, const float* v, int T, int C, int NH,
+                        int ld) override;
   void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* att, int B, int T, int C,
                           int NH) override;
   void gelu_forward(float* out, const float* inp, std::size_t n) override;

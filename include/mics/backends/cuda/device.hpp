@@ -1,5 +1,6 @@
 // Which GPU this process uses. Needs only the CUDA runtime.
 #pragma once
+#include <cstddef>
 #include <string>
 
 namespace mics::backends::cuda {
@@ -11,6 +12,11 @@ int device_count();
 int local_rank_from_env();
 // local_rank_from_env() modulo device_count(); throws mics::Error when no device is visible.
 int device_for_this_process();
+// The datasheet's dense peak of a known GPU for MFU: bf16 tensor cores (bf16 = true) or fp32 (CUDA cores;
+// TF32 is not used); 0 when the GPU is not in the table. `name` receives the device name.
+double datasheet_peak_flops(int device, bool bf16, std::string& name);
+// Bytes in use on the device (cudaMemGetInfo: total - free, every process on it).
+std::size_t device_memory_used(int device);
 // "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs, 79.1 GiB)"
 std::string describe_device(int device);
 

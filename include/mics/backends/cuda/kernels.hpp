@@ -80,6 +80,11 @@ void attention_forward(const GemmContext& ctx, float* out, float* att, const flo
 void attention_backward(const GemmContext& ctx, float* dqkv, const float* dout, const float* qkv, const float* att,
                         int B, int T, int C, int NH, float* workspace);
 
+// One query q (C) over T cached keys and values k, v (rows ld floats apart) -> out (C): generation with a
+// KV cache; one block per head, fp32 throughout.
+void attention_decode(cudaStream_t stream, float* out, const float* q, const float* k, const float* v, int T, int C,
+                      int NH, int ld);
+
 // --- gelu.cu ---------------------------------------------------------------------------------------
 void gelu_forward(cudaStream_t stream, float* out, const float* inp, std::size_t n);
 // dinp = gelu'(inp) * dout (written; dinp may alias dout)
