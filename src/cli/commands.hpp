@@ -14,5 +14,6 @@ int bench_command(const Args& args);       // mics bench comm [-b -e -f -n -w -c
 int data_command_entry(const Args& args);  // mics data prepare|synth ...
 int ckpt_command(const Args& args);        // mics ckpt list|inspect|verify PATH
 int export_command(const Args& args);      // mics export PATH --format safetensors|llmc OUT
+int plan_command(const Args& args);        // mics plan --deck FILE --nodes N [--hardware ...] (no MPI)
 
 }  // namespace mics::cli
