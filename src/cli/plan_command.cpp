@@ -199,9 +199,9 @@ int plan_command(const Args& args) {
   const double params = static_cast<double>(model::ParamLayout(spec.shape).total_numel());
   char header[512];
   std::snprintf(header, sizeof header,
-                "model %s: %.2fB parameters, L=%d C=%d T=%d; %d sequences per GPU per step\n"
-                "hardware %s (%s): %d GPUs/node, %.0f GiB, peak %.0f TFLOPS, compute at %.1f TFLOPS, "
-                "intra %.1f GB/s + %.1f us, network %.1f GB/s per node + %.1f us\n",
+                "model %s: %.4g B parameters, L=%d C=%d T=%d; %d sequences per GPU per step\n"
+                "hardware %s (%s): %d GPUs/node, %.3g GiB, peak %.4g TFLOPS, compute at %.4g TFLOPS, "
+                "intra %.4g GB/s + %.4g us, network %.4g GB/s per node + %.4g us\n",
                 spec.preset.c_str(), params / 1e9, spec.shape.layers, spec.shape.channels, spec.seq_len,
                 request.sequences_per_gpu, hardware.name.c_str(), hardware.file.c_str(), hardware.gpus_per_node,
                 hardware.memory_bytes / kGiB, hardware.peak_flops / 1e12, hardware.flop_rate / 1e12,

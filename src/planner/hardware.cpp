@@ -284,6 +284,8 @@ void apply_calibration(Hardware& h, const std::string& path) {
     if (flops <= 0 || bytes <= 0) throw InputError("calibration file '" + path + "': rates must be positive");
     h.flop_rate = flops;
     h.memory_bandwidth = bytes;
+    // A CPU has no published peak: the measured rate is its ceiling (docs/benchmarks.md#training-throughput).
+    if (h.peak_flops < flops) h.peak_flops = flops;
     h.calibrated.push_back("compute " + std::to_string(flops / 1e9) + " GFLOP/s and optimizer " +
                            std::to_string(bytes / 1e9) + " GB/s from " + path);
     return;

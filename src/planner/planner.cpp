@@ -299,7 +299,7 @@ std::vector<Prediction> plan_all(const Hardware& h, const PlanRequest& request) 
     for (GatherDtype dtype : {GatherDtype::fp32, GatherDtype::bf16})
       add({Strategy::zero3, 0, false, Switch::off, dtype});
   }
-  for (int p = 2; p < world; ++p) {
+  for (int p = 2; p <= world; ++p) {  // p = world: zero3 with the choice of hierarchical gathers
     if (world % p) continue;
     if (p < R && R % p) continue;
     if (p > R && p % R) continue;
