@@ -25,6 +25,8 @@ def main():
     ax1.set_ylabel("predicted TFLOPS per GPU")
     ax2.set_xlabel("GPUs")
     ax2.set_ylabel("weak-scaling efficiency (%)")
+    ax1.set_ylim(bottom=0)
+    ax2.set_ylim(0, 105)
     for ax in (ax1, ax2):
         ax.set_xscale("log", base=2)
         ax.grid(alpha=0.3)

@@ -214,23 +214,40 @@ int plan_command(const Args& args) {
       int nodes;
       std::vector<planner::Prediction> best;  // ddp, zero3, mics
     };
+    // Each strategy's best configuration at the first size (one that fits if any does) is held fixed
+    // (p, gathers, micro-batch, accumulation, recomputation; zero3's p grows with the world).
     std::vector<Point> points;
+    std::vector<planner::Prediction> chosen;
     for (int n : sweep) {
       request.nodes = n;
       const auto rows = planner::plan_all(hardware, request);
       Point point{n, {}};
-      for (config::Strategy s : {config::Strategy::ddp, config::Strategy::zero3, config::Strategy::mics}) {
-        for (const auto& r : rows)
-          if (r.plan.strategy == s) {
+      if (chosen.empty()) {
+        for (config::Strategy s : {config::Strategy::ddp, config::Strategy::zero3, config::Strategy::mics}) {
+          for (const auto& r : rows)
+            if (r.plan.strategy == s) {
+              chosen.push_back(r);
+              break;
+            }
+        }
+      }
+      for (const planner::Prediction& c : chosen) {
+        for (const auto& r : rows) {
+          const bool same_p = c.plan.strategy != config::Strategy::mics ||
+                              r.plan.shape.partition_size == c.plan.shape.partition_size;
+          if (r.plan.strategy == c.plan.strategy && same_p && r.plan.hierarchical == c.plan.hierarchical &&
+              r.plan.gather_bf16 == c.plan.gather_bf16 && r.plan.micro_batch == c.plan.micro_batch &&
+              r.recompute == c.recompute) {
             point.best.push_back(r);
             break;
           }
+        }
       }
       points.push_back(point);
     }
     std::ostringstream table;
-    table << header << "weak scaling (best configuration of each strategy; efficiency = TFLOPS per GPU relative to "
-          << points.front().nodes << " nodes)\n";
+    table << header << "weak scaling: each strategy's best configuration at " << points.front().nodes
+          << " nodes, held fixed; efficiency = TFLOPS per GPU relative to " << points.front().nodes << " nodes\n";
     char line[512];
     std::snprintf(line, sizeof line, "%6s %6s | %-40s %4s %11s %7s %7s\n", "nodes", "GPUs", "configuration", "fits",
                   "tokens/s", "TFLOPS", "weak");
@@ -264,7 +281,9 @@ int plan_command(const Args& args) {
       const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
       if (!std::filesystem::exists(script, ec) && !exe.empty())
         script = (exe.parent_path() / "../bench/plot_plan_sweep.py").string();
-      const std::string command = "python3 '" + script + "' '" + data + "' '" + plot + "'";
+      // python3 first; Debian's own (where python3-matplotlib installs) when that one lacks matplotlib.
+      const std::string args = " '" + script + "' '" + data + "' '" + plot + "'";
+      const std::string command = "python3" + args + " 2>/dev/null || /usr/bin/python3" + args;
       if (std::system(command.c_str()) != 0)
         throw InputError("the plot could not be drawn (" + command + "); the table is in " + data);
       if (!json) std::cout << "plot: " << plot << "\n";

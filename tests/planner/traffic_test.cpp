@@ -99,3 +99,33 @@ TEST_CASE("the planner's collectives and bytes per step equal an engine step's c
     }
   }
 }
+
+TEST_CASE("the planner's activation bytes are what model::Gpt allocates, and recomputation keeps less") {
+  auto backend = backends::make_cpu_backend(1);
+  for (int B : {1, 3}) {
+    for (int T : {8, 16}) {
+      model::Gpt gpt(small_shape(), *backend, B, T);
+      CHECK(planner::activation_bytes(small_shape(), B, T, planner::Recompute::none) ==
+            static_cast<double>(gpt.activation_bytes()));
+      CHECK(planner::activation_bytes(small_shape(), B, T, planner::Recompute::blocks) <
+            static_cast<double>(gpt.activation_bytes()));
+    }
+  }
+}
+
+TEST_CASE("the planner's memory is the engine's expected_memory plus activations and reserve") {
+  planner::Hardware hardware;
+  hardware.memory_bytes = 1e6;
+  hardware.reserve_bytes = 1000;
+  topology::ParallelPlan plan = topology::make_plan({}, kB, 1, 4, 2);
+  const planner::MemoryPlan m = planner::plan_memory(hardware, small_shape(), kT, plan, planner::Recompute::none);
+  const engine::MemoryReport expected = engine::expected_memory(model::ParamLayout(small_shape()), 2, false);
+  CHECK(m.engine.total() == expected.total());
+  CHECK(m.total == static_cast<double>(expected.total()) + m.activations + 1000);
+  CHECK(m.fits == (m.total <= 1e6));
+  hardware.memory_bytes = 1000;  // too small: the verdict names the size and the largest term
+  const planner::MemoryPlan over = planner::plan_memory(hardware, small_shape(), kT, plan, planner::Recompute::none);
+  CHECK_FALSE(over.fits);
+  CHECK(over.verdict.find("over by") != std::string::npos);
+  CHECK(over.verdict.find("largest term") != std::string::npos);
+}
