@@ -13,7 +13,7 @@ CTEST_ARGS ?=
 DEB_PACKAGES := build-essential cmake libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools \
                 libboost-program-options-dev libboost-log-dev catch2 libopenblas-dev python3
 
-.PHONY: all deps build test run install bench bench-comm bench-model bench-strategies clean distclean deps-slurm
+.PHONY: all deps build test run install bench bench-comm bench-model bench-strategies bench-cluster deps-bench-cluster clean distclean deps-slurm
 
 # Slurm and munge for the end-to-end job tests (tests/slurm starts its own two-node cluster).
 SLURM_PACKAGES := slurmctld slurmd slurm-client munge
@@ -76,7 +76,10 @@ distclean:
 #   bench-comm        the collectives of the MiCS groups (`mics bench comm`), 4 ranks as 2 emulated nodes
 #   bench-model       one training step (tiny, gpt2-124m) against the sgemm ceiling of this machine
 #   bench-strategies  ddp, zero3 and mics at 4 and 8 ranks on 2 emulated nodes: tokens/s, bytes, memory
-# Extra arguments: BENCH_COMM_ARGS="-n 50", BENCH_MODEL_ARGS="--steps 9", BENCH_STRATEGIES_ARGS="--worlds 4".
+#   bench-cluster     ddp, zero3 and mics on 2 and 4 emulated nodes in network namespaces joined by tc-shaped
+#                     links (root only): tokens/s, step-time split, bytes on the wire, weak scaling, a plot
+# Extra arguments: BENCH_COMM_ARGS="-n 50", BENCH_MODEL_ARGS="--steps 9", BENCH_STRATEGIES_ARGS="--worlds 4",
+# BENCH_CLUSTER_ARGS="--cluster p4d --steps 10".
 BENCH_ENV := OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
 bench: bench-comm bench-model bench-strategies
@@ -91,3 +94,20 @@ bench-model: build
 
 bench-strategies: build
 	$(BENCH_ENV) python3 bench/compare_strategies.py --mics $(BUILD_DIR)/mics $(BENCH_STRATEGIES_ARGS)
+
+# The plot needs Debian's matplotlib, for Debian's python (only this target installs it).
+BENCH_CLUSTER_PYTHON ?= /usr/bin/python3
+BENCH_CLUSTER_OUT ?= $(BUILD_DIR)/bench-cluster
+deps-bench-cluster:
+	@if $(BENCH_CLUSTER_PYTHON) -c 'import matplotlib' 2>/dev/null; then echo "deps-bench-cluster: matplotlib present"; \
+	elif [ "$$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
+	    echo "deps-bench-cluster: no matplotlib for $(BENCH_CLUSTER_PYTHON) (as root: apt-get install python3-matplotlib); the table still prints"; \
+	else \
+	    echo "deps-bench-cluster: installing python3-matplotlib"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-matplotlib) \
+	        || echo "deps-bench-cluster: could not install python3-matplotlib; the table still prints"; \
+	fi
+
+bench-cluster: build deps-bench-cluster
+	$(BENCH_ENV) $(BENCH_CLUSTER_PYTHON) bench/cluster/run_bench.py --mics $(BUILD_DIR)/mics --out $(BENCH_CLUSTER_OUT) \
+	    $(BENCH_CLUSTER_ARGS)

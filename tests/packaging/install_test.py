@@ -57,7 +57,7 @@ def check_installed_tree(checks, prefix, scratch):
     for name in ("tiny.ini", "demo.ini", "gpt2-124m.ini"):
         checks.check(os.path.isfile(os.path.join(inputs, name)), "inputs/%s not installed" % name)
     checks.check(os.path.isfile(os.path.join(prefix, "share", "doc", "mics", "README.md")),
-                 "share/doc/mics/README.md not installed")
+                 "the README is not installed in share/doc/mics")
     if not os.access(mics, os.X_OK):
         return
 
