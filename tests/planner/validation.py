@@ -69,6 +69,41 @@ def input_errors(args):
         check(r.returncode == 2 and "missing.json" in r.stderr, "missing calibration file: exit 2 naming it")
 
 
+def calibration(args):
+    """Files in the formats `mics bench comm --json` and `bench_model --json` write, made from known
+    constants, are fitted back to those constants."""
+    print("\n== calibration")
+    intra_alpha, intra_bw = 10e-6, 2e9      # seconds per ring step, bytes/s
+    inter_alpha, inter_bw = 50e-6, 1e9      # the node's link, shared by its 2 off-node senders here
+    def rows(alpha, bw, n, steps):
+        out = []
+        for size in (4096, 65536, 1 << 20, 1 << 24):
+            chunk = size / n
+            out.append({"bytes": size, "count": size // 4 // n, "time_us": 1e6 * steps * (alpha + chunk / bw),
+                        "algbw": 0, "busbw": 0})
+        return out
+    comm = {"benchmark": "comm", "world": 4, "ranks_per_node": 2, "partition_size": 2, "iters": 20, "tables": [
+        {"collective": "all_gather", "group": "partition", "ranks": 2, "groups": 2, "rows": rows(intra_alpha, intra_bw, 2, 1)},
+        {"collective": "all_reduce", "group": "partition", "ranks": 2, "groups": 2, "rows": rows(intra_alpha, intra_bw, 2, 2)},
+        {"collective": "all_gather", "group": "replication", "ranks": 2, "groups": 2,
+         "rows": rows(inter_alpha, inter_bw / 2, 2, 1)}]}
+    model = {"benchmark": "model", "backend": "cpu", "models": [
+        {"preset": "tiny", "micro_batch": 4, "seq_len": 64, "params": 1e5, "step_s": 1, "compute_s": 1,
+         "optimizer_s": 0.001, "tokens_per_s": 256, "compute_flops_per_s": 2.5e10, "optimizer_bytes_per_s": 3e10}]}
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        for name, data in (("comm.json", comm), ("model.json", model)):
+            paths += ["--calibration", os.path.join(tmp, name)]
+            with open(os.path.join(tmp, name), "w") as f:
+                json.dump(data, f)
+        r = plan(args, "--deck", "tests/planner/cluster_deck.ini", "--nodes", "2", "--hardware",
+                 "tests/planner/cluster_box.ini", "--top", "1", *paths)
+        header = r.stdout.splitlines()[1] if r.returncode == 0 else r.stderr
+        check(r.returncode == 0 and "compute at 0.025 TFLOPS" in header and "intra 2 GB/s + 10 us" in header and
+              "network 1 GB/s per node + 50 us" in header,
+              "measured alpha, bandwidth and FLOP rate replace the nominal ones: " + header)
+
+
 def cluster(args):
     print("\n== the cluster in a box (measured by make bench-cluster; tests/planner/cluster_measurements.json)")
     m = json.load(open(os.path.join(args.source_dir, "tests/planner/cluster_measurements.json")))
@@ -182,6 +217,7 @@ def main():
     args = ap.parse_args()
     args.mics = os.path.abspath(args.mics)
     input_errors(args)
+    calibration(args)
     cluster(args)
     published(args)
     if FAILURES:
