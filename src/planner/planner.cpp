@@ -338,13 +338,23 @@ std::string recommendation(const std::vector<Prediction>& sorted) {
     versus = buf;
     break;
   }
+  // The fastest configuration overall, when it is not the recommended one: why it was not chosen.
+  std::string faster;
+  const auto fastest = std::max_element(sorted.begin(), sorted.end(), [](const Prediction& a, const Prediction& b) {
+    return a.tokens_per_s < b.tokens_per_s;
+  });
+  if (!fastest->memory.fits && fastest->tokens_per_s > 1.05 * best.tokens_per_s) {
+    std::snprintf(buf, sizeof buf, "; %.1fx faster but not fitting: %s, which ", fastest->tokens_per_s / best.tokens_per_s,
+                  fastest->label().c_str());
+    faster = buf + fastest->memory.verdict;
+  }
   std::snprintf(buf, sizeof buf,
                 "recommended: %s: %.0f tokens/s, %.1f TFLOPS/GPU, MFU %.1f%%, %.1f of %.1f GiB per GPU; "
                 "communication exposed %.0f%% of the step%s",
                 best.label().c_str(), best.tokens_per_s, best.model_tflops_per_gpu, 100 * best.mfu,
                 best.memory.total / kGiB, best.memory.capacity / kGiB, 100 * best.time.exposed / best.time.step,
                 versus.c_str());
-  return buf;
+  return buf + faster;
 }
 
 }  // namespace mics::planner
