@@ -55,12 +55,14 @@ struct Options {
   int threads = 0;
   int gemm_size = 1024;
   std::vector<config::Recompute> recompute{config::Recompute::none};
+  std::string json;  // --json FILE: the calibration file `mics plan --calibration` reads
 };
 
 [[noreturn]] void usage(const char* message) {
   std::fprintf(stderr,
                "bench_model: %s\nusage: bench_model [--models a,b] [--micro-batch B] [--seq-len T] [--warmup W]\n"
-               "                   [--steps S] [--threads N] [--gemm-size M] [--recompute none|blocks|both]\n",
+               "                   [--steps S] [--threads N] [--gemm-size M] [--recompute none|blocks|both]\n"
+               "                   [--json FILE]\n",
                message);
   std::exit(2);
 }
@@ -99,6 +101,8 @@ Options parse(int argc, char** argv) {
       o.steps = positive_int("--steps", value);
     } else if (flag == "--threads") {
       o.threads = positive_int("--threads", value);
+    } else if (flag == "--json") {
+      o.json = value;
     } else if (flag == "--gemm-size") {
       o.gemm_size = positive_int("--gemm-size", value);
     } else if (flag == "--recompute") {
@@ -310,9 +314,27 @@ int main(int argc, char** argv) {
     std::printf("%-10s %-9s %9s %9s %9s %9s %9s %10s %9s %9s %9s %9s %9s\n", "model", "recompute", "params",
                 "step ms", "fwd+bwd", "gemms", "optim", "tokens/s", "GFLOP/s", "ratio", "fb ratio", "bound",
                 "act MiB");
+    std::string json = "{\"benchmark\": \"model\", \"backend\": \"cpu\", \"models\": [";
+    bool first_row = true;
     for (const std::string& preset : o.models) {
      for (const config::Recompute recompute : o.recompute) {
       const StepStats st = bench_model(preset, o, *backend, collectives, topo, plan, recompute);
+      if (recompute == config::Recompute::none) {
+        // Calibration for `mics plan`: the FLOP rate of the forward and backward stages and the bytes per
+        // second of the optimizer pass (28 bytes per parameter).
+        const double tokens = static_cast<double>(o.micro_batch) * o.seq_len;
+        char row[640];
+        std::snprintf(row, sizeof row,
+                      "%s{\"preset\": \"%s\", \"micro_batch\": %d, \"seq_len\": %d, \"params\": %.0f, "
+                      "\"step_s\": %.6g, \"compute_s\": %.6g, \"optimizer_s\": %.6g, \"tokens_per_s\": %.6g, "
+                      "\"compute_flops_per_s\": %.6g, \"optimizer_bytes_per_s\": %.6g}",
+                      first_row ? "" : ", ", preset.c_str(), o.micro_batch, o.seq_len, st.params,
+                      st.step_s, st.compute_s, st.optimizer_s, st.tokens_per_s,
+                      tokens * model::Gpt::flops_per_token(model::preset_shape(preset), o.seq_len) / st.compute_s,
+                      st.params * 28 / st.optimizer_s);
+        json += row;
+        first_row = false;
+      }
       const double fb_gflops = st.gflops * st.step_s / st.compute_s;
       // The best ratio this step could reach with every FLOP at the ceiling and the optimizer as measured.
       const double ideal_s = st.gflops * st.step_s / ceiling;
@@ -324,6 +346,13 @@ int main(int argc, char** argv) {
                   st.activation_bytes / (1 << 20));
       std::fflush(stdout);
      }
+    }
+    if (!o.json.empty()) {
+      std::FILE* f = std::fopen(o.json.c_str(), "w");
+      if (!f) throw InputError("--json: cannot write '" + o.json + "'");
+      std::fprintf(f, "%s]}\n", json.c_str());
+      std::fclose(f);
+      std::printf("calibration written to %s\n", o.json.c_str());
     }
     std::printf("\nms columns: whole step, its forward+backward kernels, the linear layers alone (same shapes and\n"
                 "backend calls, outside the model), the optimizer (grad norm, clip, AdamW: memory-bound, 28 B/param).\n"

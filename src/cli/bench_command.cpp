@@ -14,11 +14,12 @@ namespace mics::cli {
 namespace {
 constexpr const char* kBenchUsage =
     "usage: mpirun -np N mics bench comm [-b MINBYTES] [-e MAXBYTES] [-f FACTOR] [-n ITERS] [-w WARMUP]\n"
-    "                                   [-c 0|1] [--deck FILE] [--section.key=value ...]\n"
+    "                                   [-c 0|1] [--json FILE] [--deck FILE] [--section.key=value ...]\n"
     "\n"
     "All-gather, reduce-scatter and all-reduce over the world, partition, replication, intra- and\n"
     "inter-node groups (flat and hierarchical all-gather side by side), with nccl-tests columns:\n"
     "size count type redop | time(us) algbw(GB/s) busbw(GB/s) #wrong. Sizes take K, M, G suffixes.\n"
+    "--json FILE also writes every table as JSON: the calibration that `mics plan --calibration` reads.\n"
     "The groups come from the deck's [topology] and [parallel] sections, e.g.\n"
     "  mpirun -np 4 mics bench comm --topology.ranks_per_node=2 --parallel.partition_size=4\n";
 }  // namespace

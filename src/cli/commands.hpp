@@ -15,5 +15,6 @@ int data_command_entry(const Args& args);  // mics data prepare|synth ...
 int ckpt_command(const Args& args);        // mics ckpt list|inspect|verify PATH
 int export_command(const Args& args);      // mics export PATH --format safetensors|llmc OUT
 int sample_command(const Args& args);      // mics sample PATH [--prompt ...] [-n N] [--temperature T] ...
+int plan_command(const Args& args);        // mics plan --deck FILE --nodes N [--hardware ...] (no MPI)
 
 }  // namespace mics::cli

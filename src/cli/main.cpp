@@ -23,6 +23,7 @@ constexpr const char* kUsage =
     "  ckpt     checkpoints: `mics ckpt list RUN_DIR`, `mics ckpt inspect|verify PATH`\n"
     "  export   a checkpoint as safetensors or llm.c: `mics export PATH --format safetensors|llmc OUT`\n"
     "  sample   generate text from a checkpoint or llm.c model file: `mics sample PATH --prompt TEXT`\n"
+    "  plan     predict memory and step time of every configuration at a scale: `mics plan --deck FILE --nodes N`\n"
     "\n"
     "Every command takes --help. Deck keys can be overridden as --section.key=value.\n"
     "Exit status: 0 success, 1 a rank failed (job aborted), 2 bad deck/option/shape/path,\n"
@@ -52,6 +53,7 @@ int main(int argc, char** argv) {
     if (command == "ckpt") return mics::cli::ckpt_command(args);
     if (command == "export") return mics::cli::export_command(args);
     if (command == "sample") return mics::cli::sample_command(args);
+    if (command == "plan") return mics::cli::plan_command(args);
   } catch (const mics::Error& e) {
     // Before MPI starts, an error is about the command line itself: a usage error of this one process.
     int mpi_started = 0;

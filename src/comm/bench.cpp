@@ -7,6 +7,7 @@
 #include <climits>
 #include <cstdint>
 #include <cstdio>
+#include <fstream>
 #include <functional>
 #include <string>
 #include <vector>
@@ -67,12 +68,14 @@ BenchOptions parse_bench_options(const std::vector<std::string>& args) {
       options.iters = static_cast<int>(parse_integer(option, value, 1, 1000000));
     } else if (option == "-w" || option == "--warmup_iters") {
       options.warmup = static_cast<int>(parse_integer(option, value, 0, 1000000));
+    } else if (option == "--json") {
+      options.json = value;
     } else if (option == "-c" || option == "--check") {
       options.check = parse_integer(option, value, 0, 1000000) != 0;
     } else {
       throw InputError("unknown option '" + option +
                   "' for bench comm (known: -b, -e, -f, -n, -w, -c, --minbytes, --maxbytes, --stepfactor, "
-                  "--iters, --warmup_iters, --check)");
+                  "--iters, --warmup_iters, --check, --json)");
     }
   }
   if (options.min_bytes == 0) throw InputError("option -b: the minimum size must be at least 1 byte");
@@ -98,6 +101,8 @@ Group duplicate(const Group& source, int node) {
 struct Table {
   Kind kind;
   std::string title;
+  std::string collective;  // for the JSON: all_gather, reduce_scatter, all_reduce
+  std::string group;       // world, partition, replication, intra-node, inter-node, hierarchical
   Group* comm;   // flat collectives
   Group* inter;  // hierarchical
   Group* intra;
@@ -138,6 +143,7 @@ class Runner {
     }
     double busbw_sum = 0;
     int rows = 0;
+    std::string json_rows;
     for (std::size_t bytes = options_.min_bytes; bytes <= options_.max_bytes;) {
       const std::size_t elem = sizeof(float);
       const bool per_rank = table.kind != Kind::all_reduce;
@@ -146,6 +152,10 @@ class Runner {
         const Row row = run_size(table, n, count);
         busbw_sum += row.busbw;
         ++rows;
+        char item[200];
+        std::snprintf(item, sizeof item, "%s{\"bytes\": %zu, \"count\": %zu, \"time_us\": %.4f, \"algbw\": %.6f, \"busbw\": %.6f}",
+                      json_rows.empty() ? "" : ", ", row.bytes, row.count, row.time_us, row.algbw, row.busbw);
+        json_rows += item;
         if (world_.rank() == 0) {
           char line[200];
           std::snprintf(line, sizeof line, "%16zu %12zu %7s %7s %11.2f %12.3f %12.3f %9s\n", row.bytes, row.count,
@@ -165,7 +175,11 @@ class Runner {
     }
     busbw_total_ += busbw_sum;
     rows_total_ += rows;
+    json_ += std::string(json_.empty() ? "" : ",\n") + "  {\"collective\": \"" + table.collective + "\", \"group\": \"" +
+             table.group + "\", \"ranks\": " + std::to_string(n) + ", \"groups\": " + std::to_string(world_.size() / n) +
+             ", \"rows\": [" + json_rows + "]}";
   }
+  const std::string& json() const { return json_; }
 
   long long total_wrong() const { return wrong_total_; }
   double average_busbw() const { return rows_total_ > 0 ? busbw_total_ / rows_total_ : 0.0; }
@@ -271,6 +285,7 @@ class Runner {
   Group& world_;
   std::ostream& out_;
   MpiTransport mpi_;
+  std::string json_;
   long long wrong_total_ = 0;
   double busbw_total_ = 0;
   int rows_total_ = 0;
@@ -290,11 +305,12 @@ int run_comm_benchmark(const topology::Topology& topology, const BenchOptions& o
   struct Named {
     std::string name;
     Group* comm;
+    std::string key;  // the group's name in the JSON
   };
   std::vector<Named> groups;
-  for (Named g : {Named{"world", &world}, Named{"partition groups", &partition},
-                  Named{"replication groups", &replication}, Named{"intra-node groups", &intra},
-                  Named{"inter-node groups", &inter}}) {
+  for (Named g : {Named{"world", &world, "world"}, Named{"partition groups", &partition, "partition"},
+                  Named{"replication groups", &replication, "replication"},
+                  Named{"intra-node groups", &intra, "intra-node"}, Named{"inter-node groups", &inter, "inter-node"}}) {
     if (g.comm->valid() && g.comm->size() > 1) groups.push_back(g);
   }
 
@@ -323,16 +339,16 @@ int run_comm_benchmark(const topology::Topology& topology, const BenchOptions& o
           spans;
       runner.run_table({collective.kind,
                         std::string(collective.name) + " over " + group.name + (flat_and_hierarchical ? " (flat)" : ""),
-                        group.comm, nullptr, nullptr});
+                        collective.name, group.key, group.comm, nullptr, nullptr});
       if (flat_and_hierarchical && collective.kind == Kind::all_gather) {
         runner.run_table({Kind::hierarchical_all_gather,
                           std::string(collective.name) + " over partition groups (hierarchical: inter-node, then intra-node)",
-                          nullptr, &inter, &intra});
+                          collective.name, "hierarchical", nullptr, &inter, &intra});
       }
       if (flat_and_hierarchical && collective.kind == Kind::reduce_scatter) {
         runner.run_table({Kind::hierarchical_reduce_scatter,
                           std::string(collective.name) + " over partition groups (hierarchical: intra-node, then inter-node)",
-                          nullptr, &inter, &intra});
+                          collective.name, "hierarchical", nullptr, &inter, &intra});
       }
     }
   }
@@ -341,6 +357,15 @@ int run_comm_benchmark(const topology::Topology& topology, const BenchOptions& o
     std::snprintf(line, sizeof line, "#\n# Out of bounds values : %lld %s\n# Avg bus bandwidth    : %.3f GB/s (all tables)\n",
                   runner.total_wrong(), runner.total_wrong() == 0 ? "OK" : "FAILED", runner.average_busbw());
     out << line;
+    if (!options.json.empty()) {
+      const topology::Shape& shape = topology.shape();
+      std::ofstream file(options.json);
+      file << "{\"benchmark\": \"comm\", \"world\": " << shape.world << ", \"ranks_per_node\": " << shape.ranks_per_node
+           << ", \"partition_size\": " << shape.partition_size << ", \"iters\": " << options.iters
+           << ", \"tables\": [\n" << runner.json() << "\n]}\n";
+      if (!file) throw InputError("--json: cannot write '" + options.json + "'");
+      out << "# calibration written to " << options.json << "\n";
+    }
   }
   return static_cast<int>(std::min<long long>(runner.total_wrong(), INT_MAX));
 }

@@ -21,10 +21,11 @@ struct BenchOptions {
   int iters = 20;                    // -n
   int warmup = 5;                    // -w
   bool check = true;                 // -c (0 skips verification)
+  std::string json;                  // --json FILE: every table as JSON (the calibration `mics plan` reads)
 };
 
 // Accepts -b 8 -e 8M -f 2 -n 20 -w 5 -c 1 (and --minbytes, --maxbytes, --stepfactor, --iters,
-// --warmup_iters, --check). Sizes take K, M or G suffixes (powers of 1024). Throws mics::Error naming
+// --warmup_iters, --check), and --json FILE. Sizes take K, M or G suffixes (powers of 1024). Throws mics::Error naming
 // the option and value at fault.
 BenchOptions parse_bench_options(const std::vector<std::string>& args);
 
