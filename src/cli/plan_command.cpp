@@ -93,7 +93,7 @@ std::string prediction_json(const planner::Prediction& p) {
       p.label().c_str(), std::string(config::to_string(p.plan.strategy)).c_str(), p.plan.shape.partition_size,
       p.plan.shape.replicas, p.plan.hierarchical && p.plan.shape.spans_nodes() ? "true" : "false",
       p.plan.gather_bf16 ? "bf16" : "fp32", p.plan.micro_batch, p.plan.grad_accum,
-      planner::to_string(p.recompute).c_str(), m.fits ? "true" : "false", m.engine.model_states / kGiB,
+      std::string(config::to_string(p.recompute)).c_str(), m.fits ? "true" : "false", m.engine.model_states / kGiB,
       m.engine.gathered / kGiB, (m.engine.gradients + m.engine.staging) / kGiB, m.activations / kGiB,
       m.reserve / kGiB, m.total / kGiB, m.capacity / kGiB, json_escape(m.verdict).c_str(), t.step, t.compute,
       t.optimizer, t.exposed, t.gather, t.reduce_scatter, t.replicas, p.tokens_per_s, p.model_tflops_per_gpu,

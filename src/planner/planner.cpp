@@ -83,27 +83,19 @@ class Collectives {
 
 }  // namespace
 
-std::string to_string(Recompute recompute) { return recompute == Recompute::none ? "none" : "blocks"; }
-
 double activation_bytes(const model::GptShape& shape, int micro_batch, int seq_len, Recompute recompute) {
-  const double N = static_cast<double>(micro_batch) * seq_len, C = shape.channels;
-  const double attention = static_cast<double>(micro_batch) * shape.heads * seq_len * seq_len;
-  const double layer = 16 * N * C + 4 * N + attention;  // as model::Gpt allocates one block's (floats)
-  double floats = N * C                                  // encoded
-                  + N * C + 2 * N                        // final layernorm
-                  + N * shape.padded_vocab + 2 * N       // logits, losses, inverse sums
-                  + N * C + N * C + 4 * N * C;           // backward scratch
-  floats += recompute == Recompute::none ? shape.layers * layer : shape.layers * N * C + layer;
-  return floats * 4 + 2 * N * 4;  // + input and target ids
+  return static_cast<double>(model::Gpt::activation_bytes(shape, micro_batch, seq_len, recompute));
 }
 
 MemoryPlan plan_memory(const Hardware& h, const model::GptShape& shape, int seq_len,
                        const topology::ParallelPlan& plan, Recompute recompute) {
   MemoryPlan m;
-  m.engine = engine::expected_memory(model::ParamLayout(shape), plan.shape.partition_size, plan.gather_bf16);
-  m.activations = activation_bytes(shape, plan.micro_batch, seq_len, recompute);
+  // The engine's own memory plan, activations included (what `mics train` logs before allocating).
+  m.engine = engine::expected_memory(model::ParamLayout(shape), plan.shape.partition_size, plan.gather_bf16,
+                                     {plan.micro_batch, seq_len, recompute});
+  m.activations = static_cast<double>(m.engine.activations);
   m.reserve = h.reserve_bytes;
-  m.total = static_cast<double>(m.engine.total()) + m.activations + m.reserve;
+  m.total = static_cast<double>(m.engine.total()) + m.reserve;
   m.capacity = h.memory_bytes;
   m.fits = m.total <= m.capacity;
   if (!m.fits) {
@@ -164,6 +156,7 @@ TimePlan plan_time(const Hardware& h, const model::GptShape& shape, int seq_len,
   schedule.sharded = plan.sharded();
   schedule.replicated = plan.replicated();
   schedule.micro_steps = plan.grad_accum;
+  schedule.recompute = recompute;  // the list then holds a recompute before each block's backward
 
   TimePlan t;
   double now = 0;        // the compute stream
@@ -197,10 +190,12 @@ TimePlan plan_time(const Hardware& h, const model::GptShape& shape, int seq_len,
         now = std::max(now, gathered[static_cast<std::size_t>(op.slot)]);
         break;
       case engine::Op::Kind::forward:
+      case engine::Op::Kind::recompute:
       case engine::Op::Kind::backward: {
-        const double d =
-            stage_flops(shape, seq_len, tokens, op.stage, op.kind == engine::Op::Kind::backward, recompute) /
-            h.flop_rate;
+        // A recompute is its stage's forward again: costed where the schedule puts it, not inside the backward.
+        const double d = stage_flops(shape, seq_len, tokens, op.stage, op.kind == engine::Op::Kind::backward,
+                                     Recompute::none) /
+                         h.flop_rate;
         now += d;
         t.compute += d;
         break;

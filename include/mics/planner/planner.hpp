@@ -17,8 +17,7 @@ namespace mics::planner {
 // Activation recomputation as the planner models it. The engine keeps every activation of a micro-batch
 // (none); `blocks` is what the engine would hold if it recomputed each block's activations in the
 // backward pass from the block's input (docs/planner.md#activation-recomputation): a planner option only.
-enum class Recompute { none, blocks };
-std::string to_string(Recompute recompute);
+using Recompute = config::Recompute;  // train.recompute, as the engine runs it
 
 // Bytes of the forward activations of one micro-batch (B, T): exactly what model::Gpt allocates for
 // `none` (fp32), and for `blocks` each block's input plus one block's activations.
