@@ -51,6 +51,21 @@ class Collectives {
     const Link inter = link(J, L), intra = link(L, 1);
     return (J - 1) * (inter.alpha + c * elem / inter.bandwidth) + (L - 1) * (intra.alpha + J * c * elem / intra.bandwidth);
   }
+  // Hierarchical (the mirror of the gather): J reduce-scatters inside the node, each of L members' rows of
+  // c, then one among the J ranks with the same local index: L-1 intra-node steps per row, J-1 inter-node.
+  double hierarchical_reduce_scatter(double c) const {
+    const int J = s_.nodes_per_partition, L = s_.ranks_per_node_in_partition;
+    const Link inter = link(J, L), intra = link(L, 1);
+    const double intra_stage = J * (L - 1) * (intra.alpha + c * 4 / intra.bandwidth);
+    if (h_.algorithms == Algorithms::libnbc) {
+      // Each of the L inter-node groups reduces its J*c intermediate to a root (binomial rounds), which
+      // then scatters the J-1 shards that belong elsewhere; the L groups share the node's link.
+      const double rounds = std::ceil(std::log2(static_cast<double>(J)));
+      return intra_stage + rounds * (inter.alpha + J * c * 4 / inter.bandwidth) + inter.alpha +
+             (J - 1) * c * 4 / inter.bandwidth;
+    }
+    return intra_stage + (J - 1) * (inter.alpha + c * 4 / inter.bandwidth);
+  }
   double reduce_scatter(double c) const {
     const int p = s_.partition_size;
     const Link l = link(p, 1);
@@ -201,11 +216,19 @@ TimePlan plan_time(const Hardware& h, const model::GptShape& shape, int seq_len,
         break;
       }
       case engine::Op::Kind::reduce_scatter: {
-        const double d = cost.reduce_scatter(c);
+        // parallel.hierarchical selects both halves, as engine::MicsGroups does.
+        const double d = hierarchical ? cost.hierarchical_reduce_scatter(c) : cost.reduce_scatter(c);
         reduce_scattered = enqueue(d);
         t.reduce_scatter += d;
         ++t.reduce_scatters;
-        t.bytes_partition += static_cast<double>((p - 1) * ci * 4);
+        if (hierarchical) {
+          const auto J = static_cast<std::uint64_t>(s.nodes_per_partition);
+          const auto L = static_cast<std::uint64_t>(s.ranks_per_node_in_partition);
+          t.bytes_intra_node += static_cast<double>(J * (L - 1) * ci * 4);
+          t.bytes_inter_node += static_cast<double>((J - 1) * ci * 4);
+        } else {
+          t.bytes_partition += static_cast<double>((p - 1) * ci * 4);
+        }
         break;
       }
       case engine::Op::Kind::wait_reduce_scatter:
