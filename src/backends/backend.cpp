@@ -88,4 +88,11 @@ std::size_t device_memory_used([[maybe_unused]] Backend& backend) {
   return 0;
 }
 
+std::optional<std::size_t> device_memory_free([[maybe_unused]] Backend& backend) {
+#if defined(MICS_WITH_CUDA)
+  if (auto* gpu = dynamic_cast<cuda::CudaBackend*>(&backend)) return cuda::device_memory_free(gpu->device());
+#endif
+  return std::nullopt;
+}
+
 }  // namespace mics::backends

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <memory>
 #include <sstream>
@@ -154,6 +155,51 @@ void check_output_paths(const config::Options& options, std::size_t parameters, 
                      " free, one checkpoint needs about " + format_bytes(needed));
 }
 
+// Bytes this node can still give its ranks: MemAvailable, and below it the cgroup's limit (v2) if set.
+std::size_t host_memory_available() {
+  std::size_t available = 0;
+  std::ifstream meminfo("/proc/meminfo");
+  for (std::string key; meminfo >> key;) {
+    std::size_t kib = 0;
+    std::string unit;
+    meminfo >> kib >> unit;
+    if (key == "MemAvailable:") available = kib * 1024;
+  }
+  std::ifstream max_file("/sys/fs/cgroup/memory.max"), current_file("/sys/fs/cgroup/memory.current");
+  std::string max_text;
+  std::size_t current = 0;
+  if (max_file >> max_text && max_text != "max" && current_file >> current) {
+    const std::size_t limit = std::stoull(max_text);
+    available = std::min(available, limit > current ? limit - current : 0);
+  }
+  return available;
+}
+
+// Before anything is allocated: the plan must fit in what each rank has (free device memory on cuda) or
+// what the node has for all its ranks (host memory), or every rank stops with the estimate and what would
+// make it fit, instead of an allocation failure or an out-of-memory kill with no message.
+void check_memory_fits(const engine::MemoryReport& planned, const topology::ParallelPlan& plan,
+                       const config::TrainOptions& train, backends::Backend& backend) {
+  const std::optional<std::size_t> device_free = backends::device_memory_free(backend);
+  const std::size_t ranks = device_free ? 1 : static_cast<std::size_t>(plan.shape.ranks_per_node);
+  const std::size_t have = device_free ? *device_free : host_memory_available();
+  const double need = static_cast<double>(planned.total()) * static_cast<double>(ranks);
+  if (have == 0 || need <= static_cast<double>(have)) return;
+  std::ostringstream os;
+  os << "the memory plan needs " << format_bytes(static_cast<double>(planned.total())) << " per rank (model states "
+     << format_bytes(static_cast<double>(planned.model_states)) << ", gathered "
+     << format_bytes(static_cast<double>(planned.gathered)) << ", gradient buffers "
+     << format_bytes(static_cast<double>(planned.gradients + planned.staging)) << ", activations "
+     << format_bytes(static_cast<double>(planned.activations)) << ")";
+  if (ranks > 1) os << ", " << format_bytes(need) << " for the " << ranks << " ranks of a node";
+  os << ", but " << (device_free ? "the GPU has " : "the node has ") << format_bytes(static_cast<double>(have))
+     << " available. To fit: a larger parallel.partition_size (now " << plan.shape.partition_size
+     << ") shards the model states over more ranks; a smaller train.micro_batch (now " << plan.micro_batch
+     << ") shrinks the activations";
+  if (train.recompute == config::Recompute::none) os << "; train.recompute = blocks keeps one block's activations";
+  throw InputError(os.str());
+}
+
 void log_setup(const RunSetup& s, const model::Gpt& gpt, const engine::MemoryReport& memory, std::string_view transport,
                config::Recompute recompute) {
   const model::GptShape& m = s.model.shape;
@@ -253,6 +299,7 @@ int run_training(const RunSetup& s) {
   // The memory plan, from the sizes alone, before the model and the engine allocate anything.
   const engine::MemoryReport planned = engine::expected_memory(model::ParamLayout(s.model.shape), plan.shape.partition_size,
                                                                plan.gather_bf16, {B, T, train.recompute});
+  comm::agree(world, [&] { check_memory_fits(planned, plan, train, *backend); });
   model::Gpt gpt(s.model.shape, *backend, B, T, train.recompute);
   // Device memory moves on its own transport (NCCL, or MPI through pinned buffers); host memory on MPI.
   const std::unique_ptr<comm::Transport> device_transport =

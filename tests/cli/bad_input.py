@@ -102,6 +102,10 @@ def main():
     expect_failure("float beyond float", 2, ["train", "--deck", tiny, "--train.lr=1e300"],
                    "train.lr = 1e300 is out of range")
     expect_failure("deck given twice", 2, ["train", "--deck", tiny, "--deck", tiny], "--deck is given twice")
+    # A model that cannot fit is refused before anything is allocated, with the estimate and what would help.
+    expect_failure("model too large", 2, ["train", "--deck", tiny, "--model.preset=gpt2-1.5b", "--model.seq_len=1024",
+                                          "--topology.ranks_per_node=2", "--parallel.partition_size=1"],
+                   "the memory plan needs", "available", "parallel.partition_size (now 1)", "train.recompute = blocks")
     # Files of the wrong kind are refused by kind, at once (a FIFO would block every rank in open()).
     fifo = os.path.join(runner.dir, "deck.fifo")
     os.mkfifo(fifo)

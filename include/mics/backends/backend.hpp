@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -172,6 +173,8 @@ PeakRate measure_matmul_rate(Backend& backend, int n = 512, double seconds = 0.2
 PeakRate peak_rate(Backend& backend);
 // Device memory in use on the backend's device (cuda: total - free, all processes); 0 on the cpu.
 std::size_t device_memory_used(Backend& backend);
+// Free device memory for what this rank is about to allocate (cuda); nullopt for host memory.
+std::optional<std::size_t> device_memory_free(Backend& backend);
 
 template <typename T>
 Buffer<T>::Buffer(Backend& owner, std::size_t count) : owner_(&owner), count_(count) {

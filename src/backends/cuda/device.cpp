@@ -1,5 +1,7 @@
 #include "mics/backends/cuda/device.hpp"
 
+#include <utility>
+
 #include <cuda_runtime.h>
 
 #include <cstdio>
@@ -57,7 +59,9 @@ double datasheet_peak_flops(int device, bool bf16, std::string& name) {
   return 0;
 }
 
-std::size_t device_memory_used(int device) {
+namespace {
+// (free, total) bytes of `device`, as cudaMemGetInfo reports them.
+std::pair<std::size_t, std::size_t> memory_info(int device) {
   int current = 0;
   CUDA_CHECK(cudaGetDevice(&current));
   if (current != device) CUDA_CHECK(cudaSetDevice(device));
@@ -65,8 +69,16 @@ std::size_t device_memory_used(int device) {
   const cudaError_t status = cudaMemGetInfo(&free_bytes, &total_bytes);
   if (current != device) CUDA_CHECK(cudaSetDevice(current));
   CUDA_CHECK(status);
+  return {free_bytes, total_bytes};
+}
+}  // namespace
+
+std::size_t device_memory_used(int device) {
+  const auto [free_bytes, total_bytes] = memory_info(device);
   return total_bytes - free_bytes;
 }
+
+std::size_t device_memory_free(int device) { return memory_info(device).first; }
 
 std::string describe_device(int device) {
   cudaDeviceProp prop{};

@@ -17,6 +17,8 @@ int device_for_this_process();
 double datasheet_peak_flops(int device, bool bf16, std::string& name);
 // Bytes in use on the device (cudaMemGetInfo: total - free, every process on it).
 std::size_t device_memory_used(int device);
+// Free memory on `device` (cudaMemGetInfo).
+std::size_t device_memory_free(int device);
 // "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs, 79.1 GiB)"
 std::string describe_device(int device);
 
