@@ -71,11 +71,12 @@ latest=$(cat checkpoints/demo/latest 2>/dev/null || true)
 if [ -n "$latest" ]; then
   ckpt=checkpoints/demo/$latest
   echo "checkpoint kept    $ckpt (written after the last step)"
-  echo "  resume:          mpirun -np 4 $mics train --deck inputs/demo.ini --train.steps=600"
-  echo "  export:          $mics export $ckpt --format safetensors out/demo/model.safetensors"
+  shown="${MICS_STEP[*]}"
+  echo "  resume:          mpirun -np 4 $shown train --deck $inputs/demo.ini --train.steps=600"
+  echo "  export:          $shown export $ckpt --format safetensors out/demo/model.safetensors"
   # The corpus is a Markov chain over 256 byte states, not text: show the sampled tokens as ids.
-  echo "  sample:          $mics sample checkpoints/demo --prompt-ids 97 -n 24 --temperature 0.8 --top-k 20 --ids"
-  "$mics" sample checkpoints/demo --prompt-ids 97 -n 24 --temperature 0.8 --top-k 20 --ids | grep '^ids:' |
+  echo "  sample:          $shown sample checkpoints/demo --prompt-ids 97 -n 24 --temperature 0.8 --top-k 20 --ids"
+  "${MICS_STEP[@]}" sample checkpoints/demo --prompt-ids 97 -n 24 --temperature 0.8 --top-k 20 --ids | grep '^ids:' |
     sed 's/^/                   /'
 fi
 
