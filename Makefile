@@ -13,7 +13,7 @@ CTEST_ARGS ?=
 DEB_PACKAGES := build-essential cmake libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools \
                 libboost-program-options-dev libboost-log-dev catch2 libopenblas-dev python3
 
-.PHONY: all deps deps-run build test run install bench bench-comm bench-model bench-strategies bench-cluster deps-bench-cluster clean distclean deps-slurm
+.PHONY: all deps deps-run build test run install fuzz test-sanitize bench bench-comm bench-model bench-strategies bench-cluster deps-bench-cluster clean distclean deps-slurm
 
 # What `make run` adds: matplotlib for the demo's plot (bench/plot_runs.py). Not a test dependency: the
 # plot test is skipped without it, so `make test` installs nothing for a picture.
@@ -128,3 +128,27 @@ deps-bench-cluster:
 bench-cluster: build deps-bench-cluster
 	$(BENCH_ENV) $(BENCH_CLUSTER_PYTHON) bench/cluster/run_bench.py --mics $(BUILD_DIR)/mics --out $(BENCH_CLUSTER_OUT) \
 	    $(BENCH_CLUSTER_ARGS)
+
+# Fuzzing (never part of `make test`): the deck parser, the token-shard reader, the llm.c model reader and
+# the checkpoint tools, each fed mutated copies of a valid seed for FUZZ_SECONDS, in a build with
+# AddressSanitizer and UBSan (build-fuzz/). A crash, a sanitizer report or an exception other than
+# mics::Error fails the target and leaves the input in build-fuzz/fuzz/<target>/crash_input.
+FUZZ_SECONDS ?= 60
+FUZZ_DIR := build-fuzz
+fuzz: deps
+	cmake -S . -B $(FUZZ_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMICS_CUDA=OFF -DMICS_BUILD_TESTS=OFF \
+	    -DMICS_SANITIZE=ON -DMICS_NATIVE=OFF >/dev/null
+	cmake --build $(FUZZ_DIR) -j $(JOBS) --target mics mics_fuzz
+	./tests/fuzz/run.sh $(FUZZ_DIR) $(FUZZ_SECONDS)
+
+# The whole test suite built with AddressSanitizer and UBSan (build-sanitize/), CPU backend. Open MPI's own
+# allocations are not leaks of ours: leak detection is off; any other report fails the test it happens in.
+# Left out: the Slurm, packaging and cluster tests (they test launchers, the install and shaped links, each
+# for minutes, with the same mics code the other tests run).
+SANITIZE_DIR := build-sanitize
+test-sanitize: deps
+	cmake -S . -B $(SANITIZE_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMICS_CUDA=OFF -DMICS_SANITIZE=ON \
+	    -DMICS_NATIVE=OFF >/dev/null
+	cmake --build $(SANITIZE_DIR) -j $(JOBS)
+	cd $(SANITIZE_DIR) && ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    ctest --output-on-failure -E 'slurm|packaging|cluster' $(CTEST_ARGS)
