@@ -18,7 +18,7 @@ Columns
                 The script checks the layout against rank 0's own bytes_sent_off_node.
   sent/step     all bytes sent by all ranks per optimizer step (same model, no node filter).
   states/rank   model-state memory per rank: master weights, Adam m and v, gradient accumulator
-                (16 B/param / p), as the run logs it in `memory per rank: model states ...`.
+                (16 B/param / p), as the run logs it in `memory per rank (planned before allocation): model states ...`.
 
 Groups (the engine's layout, docs/algorithms.md#groups): partition groups of p consecutive ranks; replication groups of the
 ranks holding the same shard (rank % p equal); when a partition group spans J nodes with L = p / J ranks
@@ -39,27 +39,11 @@ import sys
 import tempfile
 import time
 
+# The group layout is the one the cluster-in-a-box scripts use (tests/cluster/clusterlib.py).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "cluster"))
+from clusterlib import groups_of  # noqa: E402
+
 KINDS = ("world", "node", "partition", "replication", "intra_node", "inter_node")
-
-
-def groups_of(kind, world, rpn, p):
-    """Member lists (sorted by rank) of every group of `kind` in the layout."""
-    nodes = world // rpn
-    J = max(1, p // rpn) if p > rpn else 1  # nodes one partition group spans
-    L = p // J
-    if kind == "world":
-        return [list(range(world))]
-    if kind == "node":
-        return [list(range(n * rpn, (n + 1) * rpn)) for n in range(nodes)]
-    if kind == "partition":
-        return [list(range(g * p, (g + 1) * p)) for g in range(world // p)]
-    if kind == "replication":
-        return [list(range(q, world, p)) for q in range(p)]
-    if kind == "intra_node":
-        return [list(range(g * p + j * L, g * p + (j + 1) * L)) for g in range(world // p) for j in range(J)]
-    if kind == "inter_node":
-        return [[g * p + j * L + l for j in range(J)] for g in range(world // p) for l in range(L)]
-    raise ValueError(kind)
 
 
 def off_node_senders(members, rpn):
@@ -156,7 +140,7 @@ def main():
                                                                   proc.stdout[-3000:], proc.stderr[-3000:]))
                     return 1
                 log = proc.stdout + proc.stderr
-                m = re.search(r"memory per rank: model states ([0-9.]+ [kMGT]?B)", log)
+                m = re.search(r"memory per rank[^:]*: model states ([0-9.]+ [kMGT]?B)", log)
                 states = parse_size(m.group(1)) if m else float("nan")
                 with open(os.path.join(scratch, "runs", name, "metrics.jsonl")) as f:
                     records = [json.loads(line) for line in f if line.strip()]
