@@ -105,6 +105,9 @@ Options read_options(const Config& c) {
   if (t.resume == TrainOptions::Resume::path) t.resume_path = resume;
   t.save_final = c.get_string("train.save_final");
   t.recompute = c.get_string("train.recompute") == "blocks" ? Recompute::blocks : Recompute::none;
+  t.nonfinite = c.get_string("train.nonfinite") == "skip" ? TrainOptions::NonFinite::skip
+                                                            : TrainOptions::NonFinite::stop;
+  t.max_skipped_steps = int_of(c, "train.max_skipped_steps");
 
   o.backend.device = c.get_string("backend.device") == "cuda" ? Device::cuda : Device::cpu;
   o.backend.threads = int_of(c, "backend.threads");

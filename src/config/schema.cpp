@@ -131,6 +131,11 @@ std::vector<KeyDef> build_schema() {
       choice_key("train.recompute", "none", {"none", "blocks"},
                  "activations: none = keep every block's, blocks = keep each block's input and run its forward "
                  "again before its backward (same losses, less memory, about one more forward)"),
+      choice_key("train.nonfinite", "stop", {"stop", "skip"},
+                 "a step whose loss, gradient norm or update is not finite changes no state; stop = end the run "
+                 "(exit 1) naming the step, skip = go on to the next batch"),
+      int_key("train.max_skipped_steps", "10", 1,
+              "with train.nonfinite = skip, stop after this many skipped steps in a row"),
       // [backend]
       choice_key("backend.device", "cpu", {"cpu", "cuda"}, "compute backend"),
       int_key("backend.threads", "0", 0, "CPU threads per rank; 0 = OpenMP default"),

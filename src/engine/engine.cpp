@@ -140,10 +140,7 @@ StepResult Engine::step(int step, float lr, const BatchFn& batch) {
   refresh_gather_copies();
   Run run{batch, 1.0f / static_cast<float>(plan_.shape.world * plan_.grad_accum), 0.0, {}};
   StepResult result;
-  execute(training_, run, step, lr, &result);
-  // The metrics' own reduction: every rank reports the global mean loss.
-  groups_.sum_over_world(std::span<double>(&run.loss_sum, 1));
-  result.loss = static_cast<float>(run.loss_sum / (plan_.shape.world * plan_.grad_accum));
+  execute(training_, run, step, lr, &result);  // the optimizer op sets result.loss and grad_norm
   result.gathers = gathers_per_step_;
   result.reduce_scatters = reduce_scatters_per_step_;
   result.gathered_shard_elements = gathered_elements_per_step_;
@@ -218,7 +215,7 @@ void Engine::execute(const std::vector<Op>& ops, Run& run, int step, float lr, S
       }
       case Op::Kind::optimizer: {
         ScopedTimer timer(run.times.optimizer);
-        result->grad_norm = update(step, lr);
+        update(step, lr, run, *result);
         break;
       }
     }
@@ -305,28 +302,63 @@ void Engine::finish_reduce_scatter(StepTimes& times) {
 
 // --- the optimizer ----------------------------------------------------------------------------------------------
 
-double Engine::update(int step, float lr) {
-  // The shards are disjoint inside a partition group and already averaged over the replicas, so the
-  // global norm needs the partition group only.
+void Engine::update(int step, float lr, Run& run, StepResult& result) {
+  // The shards are disjoint inside a partition group and already summed over the replicas, so the global
+  // norm needs the partition group only, and is the same in every partition group.
   double sum_squares = 0;
   for (std::size_t u = 0; u < units_.size(); ++u)
     sum_squares += backend_.sum_squares(units_[u].grad.data(), sharding_[u].shard_numel);
   groups_.sum_over_partition(std::span<double>(&sum_squares, 1));
-  const double norm = std::sqrt(sum_squares);
-  // Every rank sees the same norm. A non-finite one would poison master weights and moments (and then
-  // a checkpoint): leave the states as they are and let the caller stop.
-  if (!std::isfinite(norm)) return norm;
-  const float clip = optim::clip_scale(norm, optimizer_.grad_clip);
+  result.grad_norm = std::sqrt(sum_squares);
+  const float clip = optim::clip_scale(result.grad_norm, optimizer_.grad_clip);
+  const auto step_for = [&](const ShardSegment& seg) {
+    return backends::AdamWStep{lr,   optimizer_.beta1, optimizer_.beta2, optimizer_.eps,
+                               seg.decay ? optimizer_.weight_decay : 0.0f, step + 1, clip};
+  };
+
+  // The guard looks ahead before anything changes: a read-only pass with the update's own arithmetic
+  // counts the elements it would leave non-finite (an overflowing moment or parameter, a NaN from inf/inf),
+  // so a bad step is skipped with the master weights and moments untouched, never repaired after.
+  // Replicas hold identical shards and find identical counts.
+  double agreed[2] = {run.loss_sum, 0.0};  // [0] the loss sum, [1] elements the update would break
+  if (std::isfinite(result.grad_norm)) {
+    for (std::size_t u = 0; u < units_.size(); ++u) {
+      const UnitState& state = units_[u];
+      for (const ShardSegment& seg : sharding_[u].segments)
+        backend_.adamw_count_nonfinite(state.master.data() + seg.offset, state.grad.data() + seg.offset,
+                                       state.m.data() + seg.offset, state.v.data() + seg.offset, seg.length,
+                                       step_for(seg));
+    }
+    agreed[1] = static_cast<double>(backend_.take_nonfinite_count());
+  }
+  // One world reduction carries both: the metrics' mean loss and the guard's count.
+  groups_.sum_over_world(std::span<double>(agreed, 2));
+  result.loss = static_cast<float>(agreed[0] / (plan_.shape.world * plan_.grad_accum));
+  result.nonfinite_elements = static_cast<std::uint64_t>(agreed[1]) / static_cast<std::uint64_t>(plan_.shape.replicas);
+  if (!std::isfinite(agreed[0]))
+    result.nonfinite = NonFinite::loss;
+  else if (!std::isfinite(result.grad_norm))
+    result.nonfinite = NonFinite::grad_norm;
+  else if (result.nonfinite_elements != 0)
+    result.nonfinite = NonFinite::update;
+  if (result.nonfinite != NonFinite::none) return;
+
   for (std::size_t u = 0; u < units_.size(); ++u) {
     UnitState& state = units_[u];
-    for (const ShardSegment& seg : sharding_[u].segments) {
-      const backends::AdamWStep hp{lr,   optimizer_.beta1, optimizer_.beta2, optimizer_.eps,
-                                   seg.decay ? optimizer_.weight_decay : 0.0f, step + 1, clip};
+    for (const ShardSegment& seg : sharding_[u].segments)
       backend_.adamw(state.master.data() + seg.offset, state.grad.data() + seg.offset, state.m.data() + seg.offset,
-                     state.v.data() + seg.offset, seg.length, hp);
-    }
+                     state.v.data() + seg.offset, seg.length, step_for(seg));
   }
-  return norm;
+}
+
+const char* to_string(NonFinite what) {
+  switch (what) {
+    case NonFinite::none: return "none";
+    case NonFinite::loss: return "loss";
+    case NonFinite::grad_norm: return "gradient norm";
+    case NonFinite::update: return "update";
+  }
+  return "?";
 }
 
 }  // namespace mics::engine

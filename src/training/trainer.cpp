@@ -272,6 +272,28 @@ RankSpread rank_spread(double step_seconds, double rss, double device, int rank,
   return spread;
 }
 
+// The numerics guard's verdict on a refused step (engine.hpp: nothing was updated). Returns the skips in a
+// row so far; throws, on every rank alike, when the run must stop.
+int refuse_nonfinite_step(const config::TrainOptions& train, int step, const StepResult& result, int skipped_in_row,
+                          const std::filesystem::path& run_dir) {
+  std::ostringstream what;
+  what << "step " << step + 1 << ": the " << engine::to_string(result.nonfinite) << " is not finite (loss "
+       << result.loss << ", gradient norm " << result.grad_norm;
+  if (result.nonfinite == engine::NonFinite::update)
+    what << "; the AdamW update would leave " << result.nonfinite_elements << " parameters or moments non-finite";
+  what << "); no parameter or moment was changed";
+  const bool skip = train.nonfinite == config::TrainOptions::NonFinite::skip;
+  if (skip && skipped_in_row + 1 <= train.max_skipped_steps) {
+    MICS_LOG(warning) << what.str() << ": skipping the step (train.nonfinite = skip; " << skipped_in_row + 1
+                      << " in a row, at most train.max_skipped_steps = " << train.max_skipped_steps << ")";
+    return skipped_in_row + 1;
+  }
+  what << (skip ? "; " + std::to_string(skipped_in_row + 1) + " steps in a row were not finite" : std::string());
+  what << ". Every committed checkpoint in " << run_dir.string()
+       << " holds finite states: lower train.lr, set train.grad_clip, or set train.nonfinite = skip";
+  throw PeerError("training stopped at " + what.str(), ErrorScope::all_ranks);
+}
+
 }  // namespace
 
 int run_training(const RunSetup& s) {
@@ -374,16 +396,15 @@ int run_training(const RunSetup& s) {
   double tokens_done = 0, seconds_done = 0;
   float last_loss = 0, last_val = NAN;
   comm::Traffic last_traffic{};
+  int skipped_in_row = 0;
   for (int step = start_step; step < train.steps; ++step) {
     const float lr = schedule.lr_at(step);
     const StepResult result = engine.step(step, lr, train_batch(step));
-    // The loss (averaged over the world) and the norm are the same on every rank: all stop together,
-    // before a checkpoint could take the diverged states.
-    if (!std::isfinite(result.loss) || !std::isfinite(result.grad_norm))
-      throw PeerError("training diverged at step " + std::to_string(step + 1) + ": loss " +
-                          std::to_string(result.loss) + ", gradient norm " + std::to_string(result.grad_norm) +
-                          " (the parameters were not updated; lower train.lr or set train.grad_clip)",
-                      ErrorScope::all_ranks);
+    // The guard's outcome is the same on every rank: all skip or stop together, and no state that is not
+    // finite ever reaches a checkpoint.
+    skipped_in_row = result.nonfinite == engine::NonFinite::none
+                         ? 0
+                         : refuse_nonfinite_step(train, step, result, skipped_in_row, checkpoints.run_dir());
     tokens_done += tokens_per_step;
     tokens_seen += static_cast<std::int64_t>(tokens_per_step);
     seconds_done += result.times.total;

@@ -443,6 +443,39 @@ GPU_TEST(adamw_step) {
   CHECK_REL(download(d_v), v, kElementwise);
 }
 
+// The numerics guard's count: the elements whose update leaves p, m or v not finite (each chosen far from the
+// overflow threshold, so fp32 rounding and FMA contraction cannot change the verdict), nothing written.
+GPU_TEST(adamw_count_nonfinite) {
+  const std::size_t n = 3001;
+  auto p = randn(n), g = randn(n), m = randn(n, 0.1f);
+  auto v = randn(n, 0.1f);
+  for (float& x : v) x = x * x;
+  g[7] = 1e30f;            // its square overflows the second moment
+  g[100] = std::nanf("");  // NaN in, NaN out
+  m[2000] = INFINITY;      // an infinite moment
+  p[3000] = 3.3e38f;       // pushed past FLT_MAX by the large learning rate only
+  for (const float lr : {1e-3f, 3e37f}) {
+    const mics::backends::AdamWStep hp{lr, 0.9f, 0.95f, 1e-8f, 0.1f, 2, 0.5f};
+    std::uint64_t want = 0;  // in double: whether the fp32 result overflows
+    const double limit = std::numeric_limits<float>::max();
+    for (std::size_t i = 0; i < n; ++i) {
+      const double gs = static_cast<double>(g[i]) * hp.grad_scale;
+      const double mi = 0.9 * m[i] + 0.1 * gs, vi = 0.95 * v[i] + 0.05 * gs * gs;
+      const double pi = p[i] - static_cast<double>(lr) * (mi * hp.m_scale() / (std::sqrt(vi * hp.v_scale()) + 1e-8) +
+                                                          0.1 * p[i]);
+      want += !(std::fabs(pi) <= limit && std::fabs(mi) <= limit && std::fabs(vi) <= limit);
+    }
+    auto d_p = upload(p), d_g = upload(g), d_m = upload(m), d_v = upload(v);
+    gpu().adamw_count_nonfinite(d_p.data(), d_g.data(), d_m.data(), d_v.data(), n, hp);
+    gpu().adamw_count_nonfinite(d_p.data(), d_g.data(), d_m.data(), d_v.data(), n, hp);  // counts add up
+    CHECK(gpu().take_nonfinite_count() == 2 * want);
+    CHECK(gpu().take_nonfinite_count() == 0u);  // taking resets
+    CHECK(download(d_p) == p);
+    CHECK(download(d_v) == v);
+    CHECK(want >= (lr > 1.0f ? 4u : 3u));
+  }
+}
+
 GPU_TEST(bf16_conversions) {
   std::vector<float> x = randn(5000, 10.0f);
   // exact ties (round to even both ways, also subnormal), extremes, overflow to infinity, signed zero,

@@ -101,6 +101,12 @@ class Backend {
   virtual void from_bf16(float* dst, const bf16* src, std::size_t n) = 0;
   virtual void adamw(float* params, const float* grads, float* m, float* v, std::size_t n,
                      const AdamWStep& hp) = 0;
+  // The numerics guard's look ahead: counts, changing nothing, the elements whose adamw update (the same
+  // arithmetic) would leave a parameter or moment that is not finite. Counts add up on the backend, so a
+  // device waits once per step, in take_nonfinite_count(), which returns the sum and resets it.
+  virtual void adamw_count_nonfinite(const float* params, const float* grads, const float* m, const float* v,
+                                     std::size_t n, const AdamWStep& hp) = 0;
+  virtual std::uint64_t take_nonfinite_count() = 0;
 
   // --- GPT-2 ops -------------------------------------------------------------------------------------
   // out (B,T,C) = wte[inp[b,t]] + wpe[t]; inp (B,T) token ids < Vp; wte (Vp,C); wpe (maxT,C), T <= maxT.

@@ -92,6 +92,10 @@ struct TrainOptions {
   std::string resume_path;  // for Resume::path
   std::string save_final;   // empty: none
   Recompute recompute = Recompute::none;
+  // train.nonfinite: what follows a step the numerics guard refused (nothing was updated either way)
+  enum class NonFinite { stop, skip };
+  NonFinite nonfinite = NonFinite::stop;
+  int max_skipped_steps = 10;  // skips in a row before stopping anyway
 };
 
 struct BackendOptions {

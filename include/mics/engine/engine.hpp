@@ -48,9 +48,21 @@ struct StepTimes {
   double total = 0;
 };
 
+// The numerics guard: what was not finite in a step, checked in this order. The parameters and moments are
+// updated only when nothing was (`none`); every rank sees the same outcome.
+enum class NonFinite {
+  none,
+  loss,       // the global mean loss
+  grad_norm,  // the global gradient norm (an inf or NaN in any gradient)
+  update,     // the AdamW update itself: a parameter or moment would overflow or become NaN
+};
+const char* to_string(NonFinite what);
+
 struct StepResult {
   float loss = 0;        // mean over the global batch
   double grad_norm = 0;  // before clipping
+  NonFinite nonfinite = NonFinite::none;  // not none: the optimizer step was not applied
+  std::uint64_t nonfinite_elements = 0;   // for `update`: the elements of the shards the update would break
   int gathers = 0;       // unit all-gathers issued (a unit still held in a slot is not gathered again)
   int reduce_scatters = 0;
   std::uint64_t gathered_shard_elements = 0;  // sum of the shard sizes of those gathers
@@ -127,7 +139,9 @@ class Engine {
   void begin_gradient(const Op& op);
   void start_reduce_scatter(const Op& op, StepTimes& times);
   void finish_reduce_scatter(StepTimes& times);
-  double update(int step, float lr);  // returns the gradient norm; updates nothing when it is not finite
+  // The optimizer op: reduces the loss and the gradient norm, runs the numerics guard, and applies AdamW
+  // only when it passes (result->nonfinite says why not).
+  void update(int step, float lr, Run& run, StepResult& result);
   const float* parameters(const Op& op);
   void refresh_gather_copies();
 

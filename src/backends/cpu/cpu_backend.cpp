@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <utility>
 
 #include "mics/backends/cpu/adamw.hpp"
 #include "mics/backends/cpu/kernels.hpp"
@@ -51,6 +52,11 @@ void CpuBackend::from_bf16(float* dst, const bf16* src, std::size_t n) { cpu::fr
 void CpuBackend::adamw(float* params, const float* grads, float* m, float* v, std::size_t n, const AdamWStep& hp) {
   cpu::adamw(params, grads, m, v, n, hp);
 }
+void CpuBackend::adamw_count_nonfinite(const float* params, const float* grads, const float* m, const float* v,
+                                       std::size_t n, const AdamWStep& hp) {
+  nonfinite_count_ += cpu::adamw_count_nonfinite(params, grads, m, v, n, hp);
+}
+std::uint64_t CpuBackend::take_nonfinite_count() { return std::exchange(nonfinite_count_, 0); }
 
 void CpuBackend::encoder_forward(float* out, const std::int32_t* inp, const float* wte, const float* wpe, int B,
                                  int T, int C) {

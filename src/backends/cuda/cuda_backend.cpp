@@ -33,6 +33,9 @@ CudaBackend::CudaBackend(const CudaOptions& options) : device_(select(options.de
   gemm_ = GemmContext{cublas_.get(), stream_.get(), options.precision};
   sum_scratch_ = DeviceBuffer<double>(sum_squares_workspace() + 1);
   sum_host_ = PinnedBuffer<double>(1);
+  nonfinite_count_ = DeviceBuffer<unsigned long long>(1);
+  nonfinite_host_ = PinnedBuffer<unsigned long long>(1);
+  CUDA_CHECK(cudaMemsetAsync(nonfinite_count_.data(), 0, sizeof(unsigned long long), stream_.get()));
 }
 
 CudaBackend::~CudaBackend() { CUDA_WARN(cudaStreamSynchronize(stream_.get())); }
@@ -92,6 +95,20 @@ double CudaBackend::sum_squares(const float* x, std::size_t n) {
 void CudaBackend::adamw(float* params, const float* grads, float* m, float* v, std::size_t n, const AdamWStep& hp) {
   cuda::adamw(stream_.get(), params, grads, m, v, n, hp.lr, hp.beta1, hp.beta2, hp.eps, hp.weight_decay,
               hp.m_scale(), hp.v_scale(), hp.grad_scale);
+}
+
+void CudaBackend::adamw_count_nonfinite(const float* params, const float* grads, const float* m, const float* v,
+                                        std::size_t n, const AdamWStep& hp) {
+  cuda::adamw_count_nonfinite(stream_.get(), nonfinite_count_.data(), params, grads, m, v, n, hp.lr, hp.beta1,
+                              hp.beta2, hp.eps, hp.weight_decay, hp.m_scale(), hp.v_scale(), hp.grad_scale);
+}
+
+std::uint64_t CudaBackend::take_nonfinite_count() {
+  CUDA_CHECK(cudaMemcpyAsync(nonfinite_host_.data(), nonfinite_count_.data(), sizeof(unsigned long long),
+                             cudaMemcpyDeviceToHost, stream_.get()));
+  CUDA_CHECK(cudaMemsetAsync(nonfinite_count_.data(), 0, sizeof(unsigned long long), stream_.get()));
+  stream_.synchronize();
+  return *nonfinite_host_.data();
 }
 
 void CudaBackend::to_bf16(bf16* dst, const float* src, std::size_t n) {

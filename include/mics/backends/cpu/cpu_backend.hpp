@@ -26,6 +26,9 @@ class CpuBackend final : public Backend {
   void to_bf16(bf16* dst, const float* src, std::size_t n) override;
   void from_bf16(float* dst, const bf16* src, std::size_t n) override;
   void adamw(float* params, const float* grads, float* m, float* v, std::size_t n, const AdamWStep& hp) override;
+  void adamw_count_nonfinite(const float* params, const float* grads, const float* m, const float* v, std::size_t n,
+                             const AdamWStep& hp) override;
+  std::uint64_t take_nonfinite_count() override;
 
   void encoder_forward(float* out, const std::int32_t* inp, const float* wte, const float* wpe, int B, int T,
                        int C) override;
@@ -53,6 +56,7 @@ class CpuBackend final : public Backend {
                              int V, int Vp) override;
 
  private:
+  std::uint64_t nonfinite_count_ = 0;
 };
 
 }  // namespace mics::backends::cpu

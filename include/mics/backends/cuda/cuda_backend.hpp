@@ -47,6 +47,9 @@ class CudaBackend final : public Backend {
   void scale(float* x, float a, std::size_t n) override;
   double sum_squares(const float* x, std::size_t n) override;  // waits for the result
   void adamw(float* params, const float* grads, float* m, float* v, std::size_t n, const AdamWStep& hp) override;
+  void adamw_count_nonfinite(const float* params, const float* grads, const float* m, const float* v, std::size_t n,
+                             const AdamWStep& hp) override;
+  std::uint64_t take_nonfinite_count() override;  // waits for the count
 
   // Half-size parameter gathers: narrow a shard to bf16 before the all-gather, widen after it.
   void to_bf16(bf16* dst, const float* src, std::size_t n) override;
@@ -89,6 +92,8 @@ class CudaBackend final : public Backend {
   DeviceBuffer<float> workspace_;
   DeviceBuffer<double> sum_scratch_;     // sum_squares partials, then the result
   PinnedBuffer<double> sum_host_;
+  DeviceBuffer<unsigned long long> nonfinite_count_;  // zeroed by take_nonfinite_count()
+  PinnedBuffer<unsigned long long> nonfinite_host_;
 };
 
 // The factory entry for make_backend("cuda", ...) with the deck's backend.matmul; throws mics::Error

@@ -116,6 +116,10 @@ void sum_squares(cudaStream_t stream, double* result, const float* x, std::size_
 // v_scale = 1/(1-beta2^t) are hoisted by the caller (in double); grads are multiplied by grad_scale first.
 void adamw(cudaStream_t stream, float* params, const float* grads, float* m, float* v, std::size_t n, float lr,
            float beta1, float beta2, float eps, float weight_decay, float m_scale, float v_scale, float grad_scale);
+// *count (device) += the elements whose update would leave p, m or v not finite; reads only.
+void adamw_count_nonfinite(cudaStream_t stream, unsigned long long* count, const float* params, const float* grads,
+                           const float* m, const float* v, std::size_t n, float lr, float beta1, float beta2,
+                           float eps, float weight_decay, float m_scale, float v_scale, float grad_scale);
 
 // --- convert.cu ------------------------------------------------------------------------------------
 // bf16 as raw bits (mics::bf16 layout): float -> bf16 rounds to nearest even, NaN stays NaN.
