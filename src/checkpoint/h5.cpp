@@ -166,4 +166,21 @@ std::vector<std::string> link_names(hid_t group, const std::string& where) {
   return names;
 }
 
+std::vector<std::string> attribute_names(hid_t object, const std::string& where) {
+  // H5Aiterate2 (rather than H5Oget_info3): the same call in HDF5 1.10 and later.
+  std::vector<std::string> names;
+  hsize_t index = 0;
+  const auto collect = [](hid_t, const char* name, const H5A_info_t*, void* out) -> herr_t {
+    static_cast<std::vector<std::string>*>(out)->emplace_back(name);
+    return 0;
+  };
+  check(H5Aiterate2(object, H5_INDEX_NAME, H5_ITER_INC, &index, collect, &names), where + ": listing attributes");
+  return names;
+}
+
+bool is_float32(hid_t dataset, const std::string& where) {
+  Handle type = checked(H5Dget_type(dataset), H5Tclose, where + ": H5Dget_type");
+  return H5Tget_class(type.get()) == H5T_FLOAT && H5Tget_size(type.get()) == 4;
+}
+
 }  // namespace mics::checkpoint::h5

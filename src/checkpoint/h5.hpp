@@ -105,11 +105,19 @@ Handle memory_space(std::size_t count);
 
 // Names of the links in a group, in name order.
 std::vector<std::string> link_names(hid_t group, const std::string& where);
+// Names of the attributes of an object, in name order.
+std::vector<std::string> attribute_names(hid_t object, const std::string& where);
+// Whether a dataset's stored type is a 4-byte IEEE float (what every checkpoint tensor is).
+bool is_float32(hid_t dataset, const std::string& where);
 
 }  // namespace mics::checkpoint::h5
 
 namespace mics::checkpoint {
 struct Metadata;
-// The state file's metadata attributes, read from a file already open (state_file.cpp).
+// The state file's metadata attributes (metadata.cpp): written with their checksum; read from a file
+// already open, the checksum verified (format 2 on), every model dimension range-checked.
+void write_metadata(hid_t file, const Metadata& metadata);
 Metadata read_metadata_from(hid_t file, const std::string& where);
+// The root attributes a file of this format version has, sorted by name.
+std::vector<std::string> metadata_attribute_names(std::int64_t format_version);
 }  // namespace mics::checkpoint

@@ -6,11 +6,13 @@
 #include <chrono>
 #include <cstdlib>
 #include <thread>
+#include <utility>
 
 #include "h5.hpp"
 #include "mics/checkpoint/checkpoint.hpp"
 #include "mics/comm/agreement.hpp"
 #include "mics/log/log.hpp"
+#include "mics/util/progress_watchdog.hpp"
 #include "mics/util/error.hpp"
 #include "store.hpp"
 
@@ -43,31 +45,6 @@ std::vector<hsize_t> dims_of(const model::TensorInfo& tensor) {
   return std::vector<hsize_t>(tensor.shape.begin(), tensor.shape.end());
 }
 
-void write_metadata(hid_t file, const Metadata& m) {
-  h5::write_attribute(file, "format_version", m.format_version);
-  h5::write_attribute(file, "step", m.step);
-  h5::write_attribute(file, "tokens_seen", m.tokens_seen);
-  h5::write_attribute(file, "sampler_position", m.sampler_position);
-  h5::write_attribute(file, "seed", m.seed);
-  h5::write_attribute(file, "deck", m.deck);
-  h5::write_attribute(file, "schedule_lr", m.schedule_lr);
-  h5::write_attribute(file, "schedule_warmup_steps", m.schedule_warmup_steps);
-  h5::write_attribute(file, "schedule_total_steps", m.schedule_total_steps);
-  h5::write_attribute(file, "schedule_min_lr_ratio", m.schedule_min_lr_ratio);
-  h5::write_attribute(file, "model_layers", std::int64_t{m.model.layers});
-  h5::write_attribute(file, "model_heads", std::int64_t{m.model.heads});
-  h5::write_attribute(file, "model_channels", std::int64_t{m.model.channels});
-  h5::write_attribute(file, "model_vocab", std::int64_t{m.model.vocab});
-  h5::write_attribute(file, "model_padded_vocab", std::int64_t{m.model.padded_vocab});
-  h5::write_attribute(file, "model_max_seq_len", std::int64_t{m.model.max_seq_len});
-  h5::write_attribute(file, "topology_world", m.world);
-  h5::write_attribute(file, "topology_partition_size", m.partition_size);
-  h5::write_attribute(file, "topology_replicas", m.replicas);
-  h5::write_attribute(file, "topology_ranks_per_node", m.ranks_per_node);
-  h5::write_attribute(file, "topology_strategy", m.strategy);
-}
-
-
 void check_model(const std::string& where, const model::GptShape& saved, const model::GptShape& want) {
   if (const auto d = model::first_difference(saved, want))
     throw InputError(where + ": the checkpoint's model has " + d->field + " = " + std::to_string(d->found) +
@@ -89,7 +66,7 @@ bool injected_write_failure() {
 
 // Collective over the partition group: the whole state file, each rank writing its own slices.
 void write_state_file(const fs::path& path, engine::Engine& engine, backends::Backend& backend, MPI_Comm partition,
-                      const model::ParamLayout& layout, const Metadata& metadata) {
+                      const model::ParamLayout& layout, const Metadata& metadata, ProgressWatchdog& watchdog) {
   const std::string where = path.string();
   h5::Handle access = h5::checked(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, "H5Pcreate(file access)");
   h5::check(H5Pset_fapl_mpio(access.get(), partition, MPI_INFO_NULL), "H5Pset_fapl_mpio");
@@ -137,6 +114,7 @@ void write_state_file(const fs::path& path, engine::Engine& engine, backends::Ba
       h5::Handle memory = h5::memory_space(slice.end - slice.begin);
       for (int g = 0; g < 3; ++g) {
         const std::string name = std::string("/") + kTensorGroups[g] + "/" + tensor.name;
+        watchdog.advance("the collective write of dataset " + name + " over the partition group");
         h5::Handle dataset = h5::checked(H5Dcreate2(groups[static_cast<std::size_t>(g)].get(), tensor.name.c_str(),
                                                     H5T_IEEE_F32LE, file_space.get(), H5P_DEFAULT, create.get(),
                                                     H5P_DEFAULT),
@@ -150,6 +128,7 @@ void write_state_file(const fs::path& path, engine::Engine& engine, backends::Ba
     }
   }
   groups.clear();
+  watchdog.advance("closing the file (collective over the partition group)");
   if (!file.close()) throw InputError(where + ": closing the file failed");
 }
 
@@ -195,42 +174,6 @@ void read_state_file(const fs::path& path, engine::Engine& engine, backends::Bac
 
 }  // namespace
 
-Metadata read_metadata_from(hid_t file, const std::string& where) {
-  Metadata m;
-  m.format_version = h5::read_int_attribute(file, "format_version", where);
-  if (m.format_version != kFormatVersion)
-    throw InputError(where + ": format_version " + std::to_string(m.format_version) + " is not supported (this mics reads " +
-                std::to_string(kFormatVersion) + ")");
-  const auto get_int = [&](const char* name) { return h5::read_int_attribute(file, name, where); };
-  m.step = get_int("step");
-  m.tokens_seen = get_int("tokens_seen");
-  m.sampler_position = get_int("sampler_position");
-  m.seed = get_int("seed");
-  m.deck = h5::read_string_attribute(file, "deck", where);
-  m.schedule_lr = h5::read_double_attribute(file, "schedule_lr", where);
-  m.schedule_warmup_steps = get_int("schedule_warmup_steps");
-  m.schedule_total_steps = get_int("schedule_total_steps");
-  m.schedule_min_lr_ratio = h5::read_double_attribute(file, "schedule_min_lr_ratio", where);
-  m.model.layers = static_cast<int>(get_int("model_layers"));
-  m.model.heads = static_cast<int>(get_int("model_heads"));
-  m.model.channels = static_cast<int>(get_int("model_channels"));
-  m.model.vocab = static_cast<int>(get_int("model_vocab"));
-  m.model.padded_vocab = static_cast<int>(get_int("model_padded_vocab"));
-  m.model.max_seq_len = static_cast<int>(get_int("model_max_seq_len"));
-  m.world = get_int("topology_world");
-  m.partition_size = get_int("topology_partition_size");
-  m.replicas = get_int("topology_replicas");
-  m.ranks_per_node = get_int("topology_ranks_per_node");
-  m.strategy = h5::read_string_attribute(file, "topology_strategy", where);
-  return m;
-}
-
-Metadata read_metadata(const fs::path& file) {
-  h5::QuietErrors quiet;
-  h5::Handle handle = h5::open_file_read(file.string());
-  return read_metadata_from(handle.get(), file.string());
-}
-
 // Where this rank's shards hold a value that is not finite ("" when none): a state that must never be
 // committed. One pass over the shard on the host; cheap next to writing it.
 std::string non_finite_state(engine::Engine& engine, backends::Backend& backend, const model::ParamLayout& layout) {
@@ -251,8 +194,8 @@ std::string non_finite_state(engine::Engine& engine, backends::Backend& backend,
 
 void save(engine::Engine& engine, backends::Backend& backend, const topology::Topology& topology,
           const model::ParamLayout& layout, const Metadata& metadata, const fs::path& run_dir,
-          const Retention& retention) {
-  const MPI_Comm world = topology.world().handle();
+          const Retention& retention, const IoPatience& patience) {
+  const topology::Group& world = topology.world();
   const bool world_root = topology.placement().world_rank == 0;
   const bool writer = topology.placement().partition_group == 0;
   const fs::path final_dir = run_dir / step_dir_name(metadata.step);
@@ -266,7 +209,8 @@ void save(engine::Engine& engine, backends::Backend& backend, const topology::To
     if (const std::string where = non_finite_state(engine, backend, layout); !where.empty())
       error = "the model state holds non-finite values (" + where + ")";
   }
-  error = comm::first_error(world, error);
+  const comm::Patience agreement{patience.limit, "the agreement on a checkpoint", {}};
+  error = comm::first_error(world, error, agreement);
   if (!error.empty()) throw CheckpointError(what + " NOT written: " + error, ErrorScope::all_ranks);
   if (world_root) {
     try {
@@ -277,10 +221,13 @@ void save(engine::Engine& engine, backends::Backend& backend, const topology::To
       error = std::string("cannot create ") + partial_dir.string() + ": " + e.what();
     }
   }
-  error = comm::first_error(world, error);
+  error = comm::first_error(world, error, agreement);
   if (error.empty() && writer) {
     try {
-      write_state_file(partial_dir / kStateFileName, engine, backend, topology.partition().handle(), layout, metadata);
+      ProgressWatchdog watchdog(patience.limit, patience.on_stall, partial_dir,
+                                what + ": writing " + (partial_dir / kStateFileName).string());
+      write_state_file(partial_dir / kStateFileName, engine, backend, topology.partition().handle(), layout, metadata,
+                       watchdog);
     } catch (const std::exception& e) {
       // Every HDF5 call in the file is collective over the writers: a rank that fails part-way (disk
       // full on its aggregator) would leave its peers waiting in the next one. This rank's error stops
@@ -289,8 +236,14 @@ void save(engine::Engine& engine, backends::Backend& backend, const topology::To
                             "; the previous checkpoint stays the latest");
     }
   }
-  // Committed only when every writer succeeded.
-  error = comm::first_error(world, error);
+  // Committed only when every writer succeeded. The ranks that do not write wait here for as long as the
+  // checkpoint's files keep growing.
+  std::uintmax_t written = 0;
+  const comm::Patience while_written{patience.limit, "waiting for the checkpoint's writers", [&] {
+                                       const std::uintmax_t now = directory_file_bytes(partial_dir);
+                                       return std::exchange(written, now) != now;
+                                     }};
+  error = comm::first_error(world, error, while_written);
   if (error.empty() && world_root) {
     try {
       store::commit(partial_dir, final_dir, run_dir);
@@ -298,7 +251,7 @@ void save(engine::Engine& engine, backends::Backend& backend, const topology::To
       error = std::string("commit of ") + final_dir.string() + " failed: " + e.what();
     }
   }
-  error = comm::first_error(world, error);
+  error = comm::first_error(world, error, agreement);
   if (!error.empty())
     throw CheckpointError(what + " NOT written: " + error + "; the previous checkpoint stays the latest",
                           ErrorScope::all_ranks);
@@ -307,7 +260,7 @@ void save(engine::Engine& engine, backends::Backend& backend, const topology::To
 }
 
 LoadResult load(const fs::path& checkpoint, engine::Engine& engine, backends::Backend& backend,
-                const topology::Topology& topology, const model::ParamLayout& layout) {
+                const topology::Topology& topology, const model::ParamLayout& layout, const IoPatience& patience) {
   h5::QuietErrors quiet;
   LoadResult result;
   Metadata metadata;
@@ -316,7 +269,8 @@ LoadResult load(const fs::path& checkpoint, engine::Engine& engine, backends::Ba
   } catch (const std::exception& e) {
     result.error = e.what();
   }
-  result.error = comm::first_error(topology.world().handle(), result.error);
+  result.error = comm::first_error(topology.world(), result.error,
+                                   comm::Patience{patience.limit, "the agreement after reading a checkpoint", {}});
   if (result.error.empty()) result.metadata = metadata;
   return result;
 }

@@ -4,10 +4,12 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
 #include <iomanip>
+#include <iterator>
 #include <sstream>
 
 #include "h5.hpp"
@@ -63,6 +65,18 @@ std::size_t element_count(const std::vector<hsize_t>& dims) {
   std::size_t n = 1;
   for (hsize_t d : dims) n *= d;
   return n;
+}
+
+// The dims of a tensor's dataset, after checking that they are the tensor's shape in the layout the
+// metadata describes and that it stores 4-byte floats: a reshaped or retyped dataset is refused by name.
+std::vector<hsize_t> checked_tensor_dims(hid_t dataset, const model::TensorInfo& tensor, const std::string& where) {
+  const std::vector<hsize_t> dims = h5::dataset_dims(dataset, where);
+  const std::vector<hsize_t> want(tensor.shape.begin(), tensor.shape.end());
+  if (dims != want)
+    throw InputError(where + " has shape " + dims_text(dims) + ", but the model the metadata describes needs " +
+                     dims_text(want));
+  if (!h5::is_float32(dataset, where)) throw InputError(where + " does not store 32-bit floats");
+  return dims;
 }
 
 // A state file opened for a tool, with its metadata and the model layout it describes.
@@ -121,11 +135,25 @@ void inspect(const fs::path& checkpoint, std::ostream& out) {
   out << std::left << std::setw(34) << "  name" << std::setw(16) << "shape" << std::setw(12) << "elements"
       << std::setw(16) << "chunk" << "filters\n";
   h5::Handle params = h5::open_group(ckpt.file.get(), "params", ckpt.path);
-  std::size_t total = 0;
+  const model::ParamLayout layout(m.model);
+  std::vector<std::string> mismatches;
+  std::size_t total = 0, found = 0;
   for (const std::string& name : h5::link_names(params.get(), ckpt.path + ": /params")) {
     const std::string where = ckpt.path + ": /params/" + name;
     h5::Handle dataset = h5::open_dataset(params.get(), name, ckpt.path + ": /params");
     const std::vector<hsize_t> dims = h5::dataset_dims(dataset.get(), where);
+    const auto known = std::find_if(layout.tensors().begin(), layout.tensors().end(),
+                                    [&](const model::TensorInfo& t) { return t.name == name; });
+    if (known == layout.tensors().end()) {
+      mismatches.push_back(where + " is not a tensor of the model the metadata describes");
+    } else {
+      ++found;
+      try {
+        checked_tensor_dims(dataset.get(), *known, where);
+      } catch (const Error& e) {
+        mismatches.push_back(e.what());
+      }
+    }
     h5::Handle create = h5::checked(H5Dget_create_plist(dataset.get()), H5Pclose, where + ": H5Dget_create_plist");
     std::vector<hsize_t> chunk(dims.size());
     const bool chunked = H5Pget_layout(create.get()) == H5D_CHUNKED;
@@ -147,43 +175,74 @@ void inspect(const fs::path& checkpoint, std::ostream& out) {
         << (filters.empty() ? "none" : filters) << '\n';
   }
   out << "  total " << total << " parameters\n\neffective deck at save time:\n" << m.deck;
+  if (found < layout.tensors().size())
+    mismatches.push_back(ckpt.path + ": /params holds " + std::to_string(found) + " of the model's " +
+                         std::to_string(layout.tensors().size()) + " tensors");
+  if (!mismatches.empty()) {
+    std::string text = "the checkpoint does not match the model its metadata describes:";
+    for (const std::string& problem : mismatches) text += "\n  " + problem;
+    throw InputError(text + "\n(`mics ckpt verify` lists every problem)");
+  }
 }
 
 std::vector<std::string> verify(const fs::path& checkpoint, std::ostream& progress) {
   h5::QuietErrors quiet;
-  OpenCheckpoint ckpt(checkpoint);
+  OpenCheckpoint ckpt(checkpoint);  // the metadata and its checksum: a mismatch throws, naming it
   const model::ParamLayout layout(ckpt.metadata.model);
   std::vector<std::string> problems;
+  const auto compare_names = [&](const std::vector<std::string>& found, std::vector<std::string> expected,
+                                 const std::string& where, const char* kind) {
+    std::sort(expected.begin(), expected.end());
+    std::vector<std::string> missing, extra;
+    std::set_difference(expected.begin(), expected.end(), found.begin(), found.end(), std::back_inserter(missing));
+    std::set_difference(found.begin(), found.end(), expected.begin(), expected.end(), std::back_inserter(extra));
+    for (const std::string& name : missing) problems.push_back(where + ": " + kind + " " + name + " is missing");
+    for (const std::string& name : extra)
+      problems.push_back(where + ": " + kind + " " + name + " is not part of the checkpoint the metadata describes");
+  };
+  // Every attribute and every object, against what the metadata's format and model say must be there.
+  const std::vector<std::string> attributes = h5::attribute_names(ckpt.file.get(), ckpt.path);
+  compare_names(attributes, metadata_attribute_names(ckpt.metadata.format_version), ckpt.path, "root attribute");
+  compare_names(h5::link_names(ckpt.file.get(), ckpt.path),
+                std::vector<std::string>(std::begin(kTensorGroups), std::end(kTensorGroups)), ckpt.path, "object /");
+  std::vector<std::string> tensor_names;
+  for (const model::TensorInfo& tensor : layout.tensors()) tensor_names.push_back(tensor.name);
+
   std::vector<float> buffer;
   std::size_t datasets = 0;
   for (const char* group_name : kTensorGroups) {
     const std::string group_where = ckpt.path + ": /" + group_name;
-    h5::Handle group = [&] {
-      try {
-        return h5::open_group(ckpt.file.get(), group_name, ckpt.path);
-      } catch (const Error& e) {
-        problems.push_back(e.what());
-        return h5::Handle();
-      }
-    }();
-    if (!group.valid()) continue;
+    if (H5Lexists(ckpt.file.get(), group_name, H5P_DEFAULT) <= 0) continue;  // reported above
+    h5::Handle group;
+    try {
+      group = h5::open_group(ckpt.file.get(), group_name, ckpt.path);
+      compare_names(h5::link_names(group.get(), group_where), tensor_names, group_where, "dataset");
+    } catch (const Error& e) {
+      problems.push_back(e.what());
+      continue;
+    }
     for (const model::TensorInfo& tensor : layout.tensors()) {
       const std::string where = ckpt.path + ": dataset /" + group_name + "/" + tensor.name;
+      if (H5Lexists(group.get(), tensor.name.c_str(), H5P_DEFAULT) <= 0) continue;  // reported as missing
       try {
         h5::Handle dataset = h5::open_dataset(group.get(), tensor.name, group_where);
-        const std::vector<hsize_t> dims = h5::dataset_dims(dataset.get(), where);
-        if (dims != std::vector<hsize_t>(tensor.shape.begin(), tensor.shape.end()))
-          throw InputError(where + " has shape " + dims_text(dims) + ", expected " +
-                      dims_text(std::vector<hsize_t>(tensor.shape.begin(), tensor.shape.end())));
+        const std::vector<hsize_t> dims = checked_tensor_dims(dataset.get(), tensor, where);
         read_range(dataset.get(), dims, 0, element_count(dims), buffer, where);
+        const auto bad = std::count_if(buffer.begin(), buffer.end(), [](float x) { return !std::isfinite(x); });
+        if (bad > 0)
+          throw InputError(where + " holds " + std::to_string(bad) + " values that are not finite");
         ++datasets;
       } catch (const Error& e) {
         problems.push_back(e.what());
       }
     }
   }
-  progress << "checked " << datasets << " datasets of " << ckpt.path << ": "
-           << (problems.empty() ? "every checksum verified" : std::to_string(problems.size()) + " bad") << '\n';
+  const std::size_t expected = std::size(kTensorGroups) * layout.tensors().size();
+  progress << "checked " << datasets << " of " << expected << " datasets and " << attributes.size()
+           << " attributes of " << ckpt.path << " (format " << ckpt.metadata.format_version
+           << (ckpt.metadata.format_version >= 2 ? ", metadata checksum verified" : ", no metadata checksum")
+           << "): " << (problems.empty() ? "every checksum verified, every shape as the metadata describes" : std::to_string(problems.size()) + " problems")
+           << '\n';
   return problems;
 }
 
@@ -205,6 +264,7 @@ namespace {
 
 void export_llmc(OpenCheckpoint& ckpt, hid_t params, std::ofstream& out, const std::string& out_where) {
   const model::GptShape& s = ckpt.metadata.model;
+  const model::ParamLayout layout(s);
   const std::array<std::int32_t, 256> header = model::llmc_header(s, model::kLlmcVersionFp32);
   write_or_throw(out, header.data(), sizeof(header), out_where);
   std::vector<float> buffer;
@@ -213,7 +273,7 @@ void export_llmc(OpenCheckpoint& ckpt, hid_t params, std::ofstream& out, const s
       const std::string name = layered ? "h." + std::to_string(layer) + "." + std::string(suffix) : std::string(suffix);
       const std::string where = ckpt.path + ": dataset /params/" + name;
       h5::Handle dataset = h5::open_dataset(params, name, ckpt.path + ": /params");
-      const std::vector<hsize_t> dims = h5::dataset_dims(dataset.get(), where);
+      const std::vector<hsize_t> dims = checked_tensor_dims(dataset.get(), layout.tensor(name), where);
       read_range(dataset.get(), dims, 0, element_count(dims), buffer, where);
       write_or_throw(out, buffer.data(), buffer.size() * sizeof(float), out_where);
     }
@@ -257,7 +317,7 @@ void export_safetensors(OpenCheckpoint& ckpt, hid_t params, std::ofstream& out, 
   for (const Planned& p : plan) {
     const std::string where = ckpt.path + ": dataset /params/" + p.tensor->name;
     h5::Handle dataset = h5::open_dataset(params, p.tensor->name, ckpt.path + ": /params");
-    const std::vector<hsize_t> dims = h5::dataset_dims(dataset.get(), where);
+    const std::vector<hsize_t> dims = checked_tensor_dims(dataset.get(), *p.tensor, where);
     read_range(dataset.get(), dims, 0, p.numel, buffer, where);
     if (huggingface_transposed(p.tensor->name)) {
       const std::size_t rows = dims[0], columns = dims[1];  // nn.Linear (out, in) -> Conv1D (in, out)
@@ -321,9 +381,7 @@ model::GptShape read_parameters(const fs::path& path, std::vector<std::vector<fl
   for (const model::TensorInfo& tensor : layout.tensors()) {
     const std::string where = ckpt.path + ": dataset /params/" + tensor.name;
     h5::Handle dataset = h5::open_dataset(params.get(), tensor.name, ckpt.path + ": /params");
-    const std::vector<hsize_t> dims = h5::dataset_dims(dataset.get(), where);
-    if (element_count(dims) != tensor.numel)
-      throw InputError(where + " has shape " + dims_text(dims) + ", which does not fit the model");
+    const std::vector<hsize_t> dims = checked_tensor_dims(dataset.get(), tensor, where);
     read_range(dataset.get(), dims, 0, tensor.numel, buffer, where);
     std::copy(buffer.begin(), buffer.end(),
               units[static_cast<std::size_t>(tensor.unit)].begin() + static_cast<std::ptrdiff_t>(tensor.offset));

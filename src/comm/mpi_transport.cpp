@@ -114,18 +114,26 @@ std::string describe_group(MPI_Comm comm, GroupKind kind) {
 
 // MPI_Wait that gives up once `limit` passes without completion (0: waits as long as it takes). MPI cannot
 // cancel a collective, so giving up means this rank's error: the job is aborted with the reason.
+// `progress`, when given, is asked about once a second whether the work being waited for advanced
+// (elsewhere, e.g. a file growing): yes restarts the clock.
 void wait_or_give_up_on(MPI_Request& request, std::chrono::milliseconds limit, const char* what, MPI_Comm comm,
-                        GroupKind kind) {
+                        GroupKind kind, const std::function<bool()>& progress = {}) {
   if (limit.count() <= 0) {
     MICS_MPI_CHECK(MPI_Wait(&request, MPI_STATUS_IGNORE));
     return;
   }
-  const auto start = std::chrono::steady_clock::now();
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point last_progress = Clock::now(), last_asked = last_progress;
   for (;;) {
     int done = 0;
     MICS_MPI_CHECK(MPI_Test(&request, &done, MPI_STATUS_IGNORE));
     if (done) return;
-    if (std::chrono::steady_clock::now() - start > limit) {
+    const Clock::time_point now = Clock::now();
+    if (progress && now - last_asked > std::chrono::seconds(1)) {
+      last_asked = now;
+      if (progress()) last_progress = now;
+    }
+    if (now - last_progress > limit) {
       char minutes[32];
       std::snprintf(minutes, sizeof minutes, "%g", std::chrono::duration<double>(limit).count() / 60.0);
       throw PeerError(std::string(what) + " on " + describe_group(comm, kind) + " made no progress for " + minutes +
@@ -243,8 +251,9 @@ class MpiTransport::TwoStage final : public PendingCollective {
   std::function<std::unique_ptr<PendingCollective>()> start_second_;
 };
 
-void wait_or_give_up(MPI_Request& request, std::chrono::milliseconds limit, const char* what, const Group& group) {
-  wait_or_give_up_on(request, limit, what, group.handle(), group.kind());
+void wait_or_give_up(MPI_Request& request, std::chrono::milliseconds limit, const char* what, const Group& group,
+                     const std::function<bool()>& progress) {
+  wait_or_give_up_on(request, limit, what, group.handle(), group.kind(), progress);
 }
 
 MpiTransport::MpiTransport(std::chrono::milliseconds no_progress_limit) : no_progress_limit_(no_progress_limit) {

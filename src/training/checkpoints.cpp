@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <sstream>
+#include <utility>
 
 #include "mics/comm/agreement.hpp"
 #include "mics/comm/mpi_transport.hpp"
@@ -57,7 +58,8 @@ std::vector<fs::path> auto_candidates(const fs::path& run_dir) {
 
 RunCheckpoints::RunCheckpoints(const config::Options& options, const topology::ParallelPlan& plan,
                                engine::Engine& engine, backends::Backend& backend, const topology::Topology& topology,
-                               const model::ParamLayout& layout, const StopSignals& signals)
+                               const model::ParamLayout& layout, const StopSignals& signals,
+                               checkpoint::IoPatience patience)
     : options_(options),
       plan_(plan),
       engine_(engine),
@@ -67,10 +69,11 @@ RunCheckpoints::RunCheckpoints(const config::Options& options, const topology::P
       signals_(signals),
       run_dir_(fs::path(options.checkpoint.dir) / options.run.name),
       retention_{options.checkpoint.keep, options.checkpoint.keep_every},
+      patience_(std::move(patience)),
       last_write_(Clock::now()) {}
 
 std::optional<ResumePoint> RunCheckpoints::load_or_explain(const fs::path& path, std::string& error) {
-  const checkpoint::LoadResult result = checkpoint::load(path, engine_, backend_, topology_, layout_);
+  const checkpoint::LoadResult result = checkpoint::load(path, engine_, backend_, topology_, layout_, patience_);
   if (!result.metadata) {
     error = result.error;
     return std::nullopt;
@@ -94,7 +97,6 @@ std::optional<ResumePoint> RunCheckpoints::load_or_explain(const fs::path& path,
 std::optional<ResumePoint> RunCheckpoints::resume() {
   const config::TrainOptions& train = options_.train;
   if (train.resume == config::TrainOptions::Resume::never) return std::nullopt;
-  const MPI_Comm world = topology_.world().handle();
   std::string error;
   if (train.resume == config::TrainOptions::Resume::path) {
     const std::string& mode = train.resume_path;
@@ -108,7 +110,8 @@ std::optional<ResumePoint> RunCheckpoints::resume() {
         problem = "train.resume = " + mode + ": no checkpoint there (" + checkpoint::state_file(path).string() +
                   " is missing)";
     }
-    problem = comm::broadcast_string(world, 0, problem);
+    problem =
+        comm::broadcast_string(topology_.world(), 0, problem, {patience_.limit, "the agreement on train.resume", {}});
     if (!problem.empty()) throw PeerError(problem, ErrorScope::all_ranks);
     if (auto point = load_or_explain(path, error)) return point;
     throw PeerError("train.resume = " + mode + ": the checkpoint is unusable: " + error, ErrorScope::all_ranks);
@@ -118,7 +121,8 @@ std::optional<ResumePoint> RunCheckpoints::resume() {
   if (topology_.placement().world_rank == 0) {
     for (const fs::path& p : auto_candidates(run_dir_)) listing += p.string() + '\n';
   }
-  listing = comm::broadcast_string(world, 0, listing);
+  listing = comm::broadcast_string(topology_.world(), 0, listing,
+                                   {patience_.limit, "the agreement on the checkpoints to resume from", {}});
   std::istringstream lines(listing);
   std::vector<std::string> tried;
   for (std::string line; std::getline(lines, line);) {
@@ -154,7 +158,7 @@ void RunCheckpoints::write(std::int64_t steps_done, std::int64_t tokens_seen) {
   metadata.replicas = shape.replicas;
   metadata.ranks_per_node = shape.ranks_per_node;
   metadata.strategy = std::string(config::to_string(plan_.strategy));
-  checkpoint::save(engine_, backend_, topology_, layout_, metadata, run_dir_, retention_);
+  checkpoint::save(engine_, backend_, topology_, layout_, metadata, run_dir_, retention_, patience_);
   last_write_ = Clock::now();
 }
 
@@ -168,8 +172,7 @@ RunCheckpoints::Next RunCheckpoints::after_step(std::int64_t steps_done, std::in
   int agreed[2] = {0, 0};
   MPI_Request request = MPI_REQUEST_NULL;
   MICS_MPI_CHECK(MPI_Iallreduce(local, agreed, 2, MPI_INT, MPI_MAX, topology_.world().handle(), &request));
-  comm::wait_or_give_up(request, std::chrono::milliseconds(static_cast<long long>(options_.run.timeout_minutes * 6e4)),
-                        "the step's agreement on checkpoints", topology_.world());
+  comm::wait_or_give_up(request, patience_.limit, "the step's agreement on checkpoints", topology_.world());
 
   if (agreed[0] != 0) {
     MICS_LOG(warning) << StopSignals::name(agreed[0]) << " received: writing a checkpoint at step " << steps_done;

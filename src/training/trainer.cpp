@@ -337,7 +337,9 @@ int run_training(const RunSetup& s) {
 
   // A resumed run takes its states from the checkpoint and continues at its step.
   const StopSignals signals;
-  RunCheckpoints checkpoints(options, plan, engine, *backend, s.topology, gpt.layout(), signals);
+  const checkpoint::IoPatience io_patience{
+      std::chrono::milliseconds(static_cast<long long>(options.run.timeout_minutes * 6e4)), s.on_unrecoverable};
+  RunCheckpoints checkpoints(options, plan, engine, *backend, s.topology, gpt.layout(), signals, io_patience);
   const checkpoint::RunLock lock = take_run_lock(options, checkpoints.run_dir(), rank, world);
   int start_step = 0;
   std::int64_t tokens_seen = 0;

@@ -16,8 +16,10 @@
 // Reading: every rank opens the file on its own and reads its shard's ranges, so a checksum error
 // seen by one rank cannot leave its peers inside a collective; the ranks then agree on the outcome.
 #pragma once
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -29,7 +31,11 @@
 
 namespace mics::checkpoint {
 
-inline constexpr std::int64_t kFormatVersion = 1;
+// 2: the metadata checksum. Readers take 1 (no checksum) too.
+inline constexpr std::int64_t kFormatVersion = 2;
+inline constexpr std::int64_t kOldestFormatVersion = 1;
+// Root attribute: CRC-64/XZ of every other root attribute in a canonical text (metadata.cpp), as int64 bits.
+inline constexpr const char* kMetadataChecksumAttribute = "metadata_crc64";
 inline constexpr const char* kStateFileName = "state.h5";
 inline constexpr const char* kLatestFileName = "latest";
 inline constexpr const char* kPartialSuffix = ".partial";
@@ -81,6 +87,15 @@ std::optional<std::filesystem::path> read_latest(const std::filesystem::path& ru
 // The state file of a checkpoint: PATH itself when it is a file, else PATH/state.h5.
 std::filesystem::path state_file(const std::filesystem::path& checkpoint);
 
+// How long checkpoint I/O may go without progress before the job is stopped (run.timeout; 0: no limit).
+// Progress is a dataset finished or the checkpoint's files growing, so a long write never times out; a
+// rank that is stopped or stuck does. The writers' watchdog thread calls `on_stall`, which must end the
+// process (it runs while the main thread is inside collective HDF5 calls that cannot be interrupted).
+struct IoPatience {
+  std::chrono::milliseconds limit{0};
+  std::function<void(const std::string& reason)> on_stall;
+};
+
 struct Retention {
   int keep = 2;        // newest committed checkpoints kept
   int keep_every = 0;  // also keep steps that are multiples of this; 0 = off
@@ -93,10 +108,12 @@ struct Retention {
 // are then inside collective HDF5 calls and the job must stop): `latest` still names the previous one.
 void save(engine::Engine& engine, backends::Backend& backend, const topology::Topology& topology,
           const model::ParamLayout& layout, const Metadata& metadata, const std::filesystem::path& run_dir,
-          const Retention& retention);
+          const Retention& retention, const IoPatience& patience = {});
 
-// The metadata of a state file (single process). Throws mics::Error naming the file and attribute.
+// The metadata of a state file (single process), its checksum verified. Throws mics::Error naming the
+// file and attribute.
 Metadata read_metadata(const std::filesystem::path& file);
+std::uint64_t metadata_checksum(const Metadata& metadata);
 
 // Collective over the world: every rank reads its shard of every unit from `checkpoint` (a step
 // directory or state file) into the engine, whatever layout wrote it. Returns the checkpoint's
@@ -107,6 +124,7 @@ struct LoadResult {
   std::string error;
 };
 LoadResult load(const std::filesystem::path& checkpoint, engine::Engine& engine, backends::Backend& backend,
-                const topology::Topology& topology, const model::ParamLayout& layout);
+                const topology::Topology& topology, const model::ParamLayout& layout,
+                const IoPatience& patience = {});
 
 }  // namespace mics::checkpoint

@@ -6,6 +6,7 @@
 #include <mpi.h>
 
 #include <chrono>
+#include <functional>
 #include <vector>
 
 #include "mics/comm/collectives.hpp"
@@ -65,7 +66,10 @@ class MpiTransport final : public Transport {
 
 // MPI_Wait that gives up once `limit` passes without completion (0: no limit), with a PeerError naming
 // `what` and the world ranks of `group`. For control messages outside the transport (the run loop's
-// per-step agreement) that must not hang on a stopped peer either.
-void wait_or_give_up(MPI_Request& request, std::chrono::milliseconds limit, const char* what, const Group& group);
+// per-step agreement, the agreements of a checkpoint) that must not hang on a stopped peer either.
+// `progress` (optional) is asked about once a second whether the awaited work advanced where this rank can
+// see it (a checkpoint file growing): yes restarts the clock, so long legitimate work never times out.
+void wait_or_give_up(MPI_Request& request, std::chrono::milliseconds limit, const char* what, const Group& group,
+                     const std::function<bool()>& progress = {});
 
 }  // namespace mics::comm

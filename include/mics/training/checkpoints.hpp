@@ -25,7 +25,7 @@ class RunCheckpoints {
  public:
   RunCheckpoints(const config::Options& options, const topology::ParallelPlan& plan, engine::Engine& engine,
                  backends::Backend& backend, const topology::Topology& topology, const model::ParamLayout& layout,
-                 const StopSignals& signals);
+                 const StopSignals& signals, checkpoint::IoPatience patience);
   RunCheckpoints(const RunCheckpoints&) = delete;
   RunCheckpoints& operator=(const RunCheckpoints&) = delete;
 
@@ -58,6 +58,7 @@ class RunCheckpoints {
   const StopSignals& signals_;
   std::filesystem::path run_dir_;
   checkpoint::Retention retention_;
+  checkpoint::IoPatience patience_;  // run.timeout and the last resort of the writers' watchdog
   Clock::time_point last_write_;
 };
 
