@@ -37,7 +37,7 @@ CommandSpec bench_spec() {
       ("warmup_iters,w", po::value<int>()->value_name("WARMUP")->default_value(5), "untimed iterations first")
       ("check,c", po::value<int>()->value_name("0|1")->default_value(1), "verify every result (#wrong)")
       ("device", po::value<std::string>()->value_name("cpu|cuda")->default_value("cpu"),
-       "where the buffers live: cpu (host memory, MPI) or cuda (GPU memory over the transport training\n"
+       "where the buffers live: cpu (host memory, MPI) or cuda (GPU memory over the transport training "
        "uses: NCCL, or host-staged MPI when ranks share a GPU or backend.collectives = staged)")
       ("json", po::value<std::string>()->value_name("FILE"),
        "also write every table as JSON: the calibration that `mics plan --calibration` reads");

@@ -36,10 +36,10 @@ CommandSpec plan_spec() {
   spec.options()
       ("nodes", po::value<std::string>()->value_name("N"), "the number of nodes")
       ("hardware", po::value<std::string>()->value_name("NAME|FILE")->default_value("p4d.24xlarge"),
-       "a name from inputs/hardware (p3dn.24xlarge, p4d.24xlarge, p4de.24xlarge, p5.48xlarge, ...)\n"
+       "a name from inputs/hardware (p3dn.24xlarge, p4d.24xlarge, p4de.24xlarge, p5.48xlarge, ...) "
        "or a hardware .ini file")
       ("calibration", po::value<std::vector<std::string>>()->value_name("FILE")->composing(),
-       "JSON from `mics bench comm --json` or `bench_model --json`: measured alpha, bandwidth and FLOP\n"
+       "JSON from `mics bench comm --json` or `bench_model --json`: measured alpha, bandwidth and FLOP "
        "rates replace the nominal ones (may be given more than once)")
       ("recompute", po::value<std::string>()->value_name("none|blocks|both")->default_value("both"),
        "activation recomputation to consider (blocks: modelled, not yet in the engine)")

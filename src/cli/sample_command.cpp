@@ -32,7 +32,7 @@ CommandSpec sample_spec() {
       ("prompt", po::value<std::string>()->value_name("TEXT"),
        "byte-level models (vocab <= 256, `mics data prepare`): the text's bytes")
       ("prompt-ids", po::value<std::string>()->value_name("LIST"),
-       "token ids, comma separated (any vocabulary; GPT-2 BPE encoding is not built in). Without either\n"
+       "token ids, comma separated (any vocabulary; GPT-2 BPE encoding is not built in). Without either "
        "prompt: the end-of-text token (GPT-2 vocabularies, or the tokenizer's), else a newline")
       ("tokens,n", po::value<int>()->value_name("TOKENS")->default_value(64), "tokens to generate")
       ("temperature", po::value<double>()->value_name("T")->default_value(1.0), "softmax temperature; 0 = greedy (argmax)")
@@ -44,7 +44,7 @@ CommandSpec sample_spec() {
       ("threads", po::value<int>()->value_name("N")->default_value(0), "cpu threads (0: OpenMP's default)")
       ("ids", po::bool_switch(), "also print the generated token ids")
       ("verify", po::bool_switch(),
-       "(greedy only) check that every generated token is the argmax of the plain forward pass (no cache)\n"
+       "(greedy only) check that every generated token is the argmax of the plain forward pass (no cache) "
        "over the whole sequence; exit 1 if one differs");
   return spec;
 }
