@@ -11,7 +11,7 @@ CTEST_ARGS ?=
 
 # Debian 12 packages the build and the tests need.
 DEB_PACKAGES := build-essential cmake libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools \
-                libboost-program-options-dev libboost-log-dev catch2 libopenblas-dev python3
+                libboost-program-options-dev libboost-log-dev nlohmann-json3-dev catch2 libopenblas-dev python3
 
 .PHONY: all deps deps-run build test run install fuzz test-sanitize bench bench-comm bench-model bench-strategies bench-cluster deps-bench-cluster clean distclean deps-slurm
 

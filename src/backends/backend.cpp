@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "mics/backends/cpu/cpu_backend.hpp"
+#include "mics/backends/transport.hpp"
 #include "mics/util/error.hpp"
 #if defined(MICS_WITH_CUDA)
 #include "mics/backends/cuda/cuda_backend.hpp"
@@ -33,6 +34,28 @@ std::unique_ptr<Backend> make_backend(const config::BackendOptions& options) {
   throw InputError("backend.device = cuda: this build has no CUDA compute backend (use backend.device = cpu)");
 #endif
 }
+
+namespace {
+class BackendMemory final : public comm::BenchMemory {
+ public:
+  explicit BackendMemory(Backend& backend) : backend_(backend) {}
+  std::string_view name() const override { return backend_.name(); }
+  void* allocate(std::size_t bytes) override { return backend_.allocate_bytes(bytes); }
+  void release(void* memory) noexcept override { backend_.free_bytes(memory); }
+  void copy_from_host(void* dst, const void* host_src, std::size_t bytes) override {
+    backend_.copy_from_host(dst, host_src, bytes);
+  }
+  void copy_to_host(void* host_dst, const void* src, std::size_t bytes) override {
+    backend_.copy_to_host(host_dst, src, bytes);
+  }
+  void synchronize() override { backend_.synchronize(); }
+
+ private:
+  Backend& backend_;
+};
+}  // namespace
+
+std::unique_ptr<comm::BenchMemory> bench_memory(Backend& backend) { return std::make_unique<BackendMemory>(backend); }
 
 std::unique_ptr<Backend> make_cpu_backend(int threads) {
   return make_backend(config::BackendOptions{config::Device::cpu, threads});

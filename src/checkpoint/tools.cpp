@@ -10,6 +10,7 @@
 #include <fstream>
 #include <iomanip>
 #include <iterator>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "h5.hpp"
@@ -297,17 +298,16 @@ void export_safetensors(OpenCheckpoint& ckpt, hid_t params, std::ofstream& out, 
     for (std::int64_t d : shape) numel *= static_cast<std::size_t>(d);
     plan.push_back({&tensor, shape, numel});
   }
-  std::ostringstream json;
-  json << "{\"__metadata__\":{\"format\":\"pt\",\"source\":\"mics\",\"step\":\"" << ckpt.metadata.step << "\"}";
+  // The safetensors header: __metadata__ (string values only) first, then every tensor in file order.
+  nlohmann::ordered_json json;
+  json["__metadata__"] = {{"format", "pt"}, {"source", "mics"}, {"step", std::to_string(ckpt.metadata.step)}};
   std::size_t offset = 0;
   for (const Planned& p : plan) {
-    json << ",\"" << huggingface_name(p.tensor->name) << "\":{\"dtype\":\"F32\",\"shape\":[";
-    for (std::size_t i = 0; i < p.shape.size(); ++i) json << (i ? "," : "") << p.shape[i];
-    json << "],\"data_offsets\":[" << offset << ',' << offset + p.numel * sizeof(float) << "]}";
+    json[huggingface_name(p.tensor->name)] = {
+        {"dtype", "F32"}, {"shape", p.shape}, {"data_offsets", {offset, offset + p.numel * sizeof(float)}}};
     offset += p.numel * sizeof(float);
   }
-  json << '}';
-  std::string header = json.str();
+  std::string header = json.dump();
   header.append((8 - header.size() % 8) % 8, ' ');  // the data buffer starts 8-byte aligned
   const std::uint64_t header_length = header.size();
   write_or_throw(out, &header_length, sizeof(header_length), out_where);
@@ -333,32 +333,29 @@ void export_safetensors(OpenCheckpoint& ckpt, hid_t params, std::ofstream& out, 
 }  // namespace
 
 std::string huggingface_config(const model::GptShape& s) {
-  std::ostringstream json;
-  json << "{\n"
-       << "  \"architectures\": [\"GPT2LMHeadModel\"],\n"
-       << "  \"model_type\": \"gpt2\",\n"
-       << "  \"vocab_size\": " << s.vocab << ",\n"
-       << "  \"n_positions\": " << s.max_seq_len << ",\n"
-       << "  \"n_ctx\": " << s.max_seq_len << ",\n"
-       << "  \"n_embd\": " << s.channels << ",\n"
-       << "  \"n_layer\": " << s.layers << ",\n"
-       << "  \"n_head\": " << s.heads << ",\n"
-       << "  \"n_inner\": null,\n"
-       << "  \"activation_function\": \"gelu_new\",\n"
-       << "  \"layer_norm_epsilon\": 1e-05,\n"
-       << "  \"resid_pdrop\": 0.0,\n"
-       << "  \"embd_pdrop\": 0.0,\n"
-       << "  \"attn_pdrop\": 0.0,\n"
-       << "  \"initializer_range\": 0.02,\n"
-       << "  \"scale_attn_weights\": true,\n"
-       << "  \"tie_word_embeddings\": true,\n";
+  nlohmann::ordered_json json;
+  json["architectures"] = {"GPT2LMHeadModel"};
+  json["model_type"] = "gpt2";
+  json["vocab_size"] = s.vocab;
+  json["n_positions"] = s.max_seq_len;
+  json["n_ctx"] = s.max_seq_len;
+  json["n_embd"] = s.channels;
+  json["n_layer"] = s.layers;
+  json["n_head"] = s.heads;
+  json["n_inner"] = nullptr;
+  json["activation_function"] = "gelu_new";
+  json["layer_norm_epsilon"] = 1e-05;
+  json["resid_pdrop"] = 0.0;
+  json["embd_pdrop"] = 0.0;
+  json["attn_pdrop"] = 0.0;
+  json["initializer_range"] = 0.02;
+  json["scale_attn_weights"] = true;
+  json["tie_word_embeddings"] = true;
   // GPT-2's <|endoftext|> is its last token; other vocabularies have none that mics knows of.
-  if (s.vocab == 50257)
-    json << "  \"bos_token_id\": 50256,\n  \"eos_token_id\": 50256,\n";
-  else
-    json << "  \"bos_token_id\": null,\n  \"eos_token_id\": null,\n";
-  json << "  \"torch_dtype\": \"float32\"\n}\n";
-  return json.str();
+  json["bos_token_id"] = s.vocab == 50257 ? nlohmann::ordered_json(50256) : nlohmann::ordered_json(nullptr);
+  json["eos_token_id"] = json["bos_token_id"];
+  json["torch_dtype"] = "float32";
+  return json.dump(2) + "\n";
 }
 
 model::GptShape read_parameters(const fs::path& path, std::vector<std::vector<float>>& units) {

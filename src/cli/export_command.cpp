@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "command_line.hpp"
 #include "commands.hpp"
 #include "mics/checkpoint/tools.hpp"
 #include "mics/util/error.hpp"
@@ -9,44 +10,39 @@
 namespace mics::cli {
 
 namespace {
-constexpr const char* kExportUsage =
-    "usage: mics export PATH --format safetensors|llmc OUT\n"
-    "\n"
-    "PATH is a checkpoint (step_<N> directory or its .h5 file). safetensors: one file with Hugging Face\n"
-    "GPT-2 names (transformer.wte.weight, ...; Conv1D weights stored [in, out]) and a config.json\n"
-    "(GPT2Config) beside it: name OUT DIR/model.safetensors and GPT2LMHeadModel.from_pretrained(DIR)\n"
-    "loads it. llmc: an llm.c fp32 model file, usable as model.init = llmc:OUT and by mics sample.\n"
-    "Tensors are streamed one at a time; the optimizer state is not read.\n";
+CommandSpec export_spec() {
+  CommandSpec spec(
+      "mics export", "mics export PATH --format safetensors|llmc OUT",
+      "PATH is a checkpoint (step_<N> directory or its .h5 file). safetensors: one file with Hugging Face\n"
+      "GPT-2 names (transformer.wte.weight, ...; Conv1D weights stored [in, out]) and a config.json\n"
+      "(GPT2Config) beside it: name OUT DIR/model.safetensors and GPT2LMHeadModel.from_pretrained(DIR)\n"
+      "loads it. llmc: an llm.c fp32 model file, usable as model.init = llmc:OUT and by mics sample.\n"
+      "Tensors are streamed one at a time; the optimizer state is not read.");
+  spec.positional("PATH", "the checkpoint").positional("OUT", "the file to write");
+  spec.options()("format", po::value<std::string>()->value_name("safetensors|llmc")->required(), "the file format");
+  return spec;
+}
 }  // namespace
 
 int export_command(const Args& args) {
-  std::vector<std::string> positional;
-  std::string format;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (a == "--help" || a == "-h") {
-      std::fputs(kExportUsage, stdout);
-      return kExitOk;
-    }
-    if (a == "--format" && i + 1 < args.size()) {
-      format = args[++i];
-    } else if (a.rfind("--format=", 0) == 0) {
-      format = a.substr(9);
-    } else if (a.rfind("--", 0) == 0) {
-      std::fprintf(stderr, "mics export: unknown option '%s'\n\n%s", a.c_str(), kExportUsage);
-      return kExitUsage;
-    } else {
-      positional.push_back(a);
-    }
+  const CommandSpec spec = export_spec();
+  const ParsedCommand parsed = spec.parse(args);
+  if (parsed.help) {
+    std::fputs(spec.usage().c_str(), stdout);
+    return kExitOk;
   }
-  if (positional.size() != 2 || format.empty()) {
-    std::fputs(kExportUsage, stderr);
-    return kExitUsage;
-  }
+  const std::string format = parsed.get<std::string>("format");
+  checkpoint::ExportFormat parsed_format{};
   try {
-    const checkpoint::ExportFormat parsed = checkpoint::parse_export_format(format);
-    checkpoint::export_parameters(positional[0], parsed, positional[1]);
-    std::cout << "exported " << positional[0] << " as " << format << " to " << positional[1] << '\n';
+    parsed_format = checkpoint::parse_export_format(format);
+  } catch (const InputError& e) {
+    spec.fail(std::string("option --format: ") + e.what());
+  }
+  const std::string& path = parsed.positional[0];
+  const std::string& out = parsed.positional[1];
+  try {
+    checkpoint::export_parameters(path, parsed_format, out);
+    std::cout << "exported " << path << " as " << format << " to " << out << '\n';
     return kExitOk;
   } catch (const Error& e) {
     std::cerr << "mics export: error: " << e.what() << '\n';

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "commands.hpp"
@@ -21,24 +22,36 @@ namespace mics::cli {
 
 namespace {
 
-constexpr const char* kPlanUsage =
-    "usage: mics plan --deck FILE --nodes N [--hardware NAME|FILE] [--calibration FILE]...\n"
-    "                 [--recompute none|blocks|both] [--top K | --all] [--json]\n"
-    "                 [--sweep-nodes N1,N2,... [--plot FILE.png]] [--section.key=value ...]\n"
-    "\n"
-    "Predicts, for every valid configuration of the deck's model on N nodes (ddp, zero3, mics with every\n"
-    "partition size p, hierarchical gathers on/off, fp32/bf16 gathers, every micro-batch that keeps the\n"
-    "deck's micro_batch x grad_accum sequences per GPU), the memory per GPU and the step time from the\n"
-    "engine's own step schedule; sorted by predicted tokens/s among those that fit, then the rest.\n"
-    "  --hardware      a name from inputs/hardware (p3dn.24xlarge, p4d.24xlarge, p4de.24xlarge,\n"
-    "                  p5.48xlarge, ...) or a hardware .ini file; default p4d.24xlarge\n"
-    "  --calibration   JSON from `mics bench comm --json` or `bench_model --json`: measured alpha, bandwidth\n"
-    "                  and FLOP rates replace the nominal ones (may be given more than once)\n"
-    "  --recompute     activation recomputation to consider (blocks: modelled, not yet in the engine)\n"
-    "  --top K         rows to print (default 20); --all prints every configuration\n"
-    "  --json          the whole plan as JSON on stdout\n"
-    "  --sweep-nodes   a weak-scaling table: the best of each strategy at each node count;\n"
-    "                  --plot FILE.png draws it (needs python3 with matplotlib)\n";
+CommandSpec plan_spec() {
+  CommandSpec spec(
+      "mics plan",
+      "mics plan --deck FILE --nodes N [--hardware NAME|FILE] [--calibration FILE]...\n"
+      "                 [--recompute none|blocks|both] [--top K | --all] [--json]\n"
+      "                 [--sweep-nodes N1,N2,... [--plot FILE.png]] [--section.key=value ...]",
+      "Predicts, for every valid configuration of the deck's model on N nodes (ddp, zero3, mics with every\n"
+      "partition size p, hierarchical gathers on/off, fp32/bf16 gathers, every micro-batch that keeps the\n"
+      "deck's micro_batch x grad_accum sequences per GPU), the memory per GPU and the step time from the\n"
+      "engine's own step schedule; sorted by predicted tokens/s among those that fit, then the rest.");
+  spec.takes_deck();
+  spec.options()
+      ("nodes", po::value<std::string>()->value_name("N"), "the number of nodes")
+      ("hardware", po::value<std::string>()->value_name("NAME|FILE")->default_value("p4d.24xlarge"),
+       "a name from inputs/hardware (p3dn.24xlarge, p4d.24xlarge, p4de.24xlarge, p5.48xlarge, ...) "
+       "or a hardware .ini file")
+      ("calibration", po::value<std::vector<std::string>>()->value_name("FILE")->composing(),
+       "JSON from `mics bench comm --json` or `bench_model --json`: measured alpha, bandwidth and FLOP "
+       "rates replace the nominal ones (may be given more than once)")
+      ("recompute", po::value<std::string>()->value_name("none|blocks|both")->default_value("both"),
+       "activation recomputation to consider (blocks: modelled, not yet in the engine)")
+      ("top", po::value<std::string>()->value_name("K")->default_value("20"), "rows to print")
+      ("all", po::bool_switch(), "print every configuration")
+      ("json", po::bool_switch(), "the whole plan as JSON on stdout")
+      ("sweep-nodes", po::value<std::string>()->value_name("N1,N2,..."),
+       "a weak-scaling table: the best of each strategy at each node count")
+      ("plot", po::value<std::string>()->value_name("FILE.png"),
+       "draw the --sweep-nodes table (needs python3 with matplotlib)");
+  return spec;
+}
 
 int parse_int(const std::string& option, const std::string& text, int min, int max) {
   std::size_t used = 0;
@@ -67,39 +80,45 @@ std::vector<std::string> hardware_dirs() {
 
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 
-std::string json_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out;
-}
-
-std::string prediction_json(const planner::Prediction& p) {
-  char buf[2048];
+// One configuration as JSON (nlohmann: escaping, and null for a NaN or infinity).
+nlohmann::ordered_json prediction_json(const planner::Prediction& p) {
   const auto& m = p.memory;
   const auto& t = p.time;
-  std::snprintf(
-      buf, sizeof buf,
-      "{\"config\": \"%s\", \"strategy\": \"%s\", \"partition_size\": %d, \"replicas\": %d, \"hierarchical\": %s, "
-      "\"gather_dtype\": \"%s\", \"micro_batch\": %d, \"grad_accum\": %d, \"recompute\": \"%s\", "
-      "\"fits\": %s, \"memory_gib\": {\"model_states\": %.3f, \"gathered\": %.3f, \"gradients\": %.3f, "
-      "\"activations\": %.3f, \"reserve\": %.3f, \"total\": %.3f, \"capacity\": %.3f}, \"memory_verdict\": \"%s\", "
-      "\"step_s\": %.6g, \"compute_s\": %.6g, \"optimizer_s\": %.6g, \"exposed_comm_s\": %.6g, \"gather_busy_s\": "
-      "%.6g, \"reduce_scatter_busy_s\": %.6g, \"replica_busy_s\": %.6g, \"tokens_per_s\": %.6g, "
-      "\"model_tflops_per_gpu\": %.4f, \"hardware_tflops_per_gpu\": %.4f, \"mfu\": %.4f, \"bytes_sent_per_step\": "
-      "{\"partition\": %.6g, \"inter_node\": %.6g, \"intra_node\": %.6g, \"replication\": %.6g}}",
-      p.label().c_str(), std::string(config::to_string(p.plan.strategy)).c_str(), p.plan.shape.partition_size,
-      p.plan.shape.replicas, p.plan.hierarchical && p.plan.shape.spans_nodes() ? "true" : "false",
-      p.plan.gather_bf16 ? "bf16" : "fp32", p.plan.micro_batch, p.plan.grad_accum,
-      std::string(config::to_string(p.recompute)).c_str(), m.fits ? "true" : "false", m.engine.model_states / kGiB,
-      m.engine.gathered / kGiB, (m.engine.gradients + m.engine.staging) / kGiB, m.activations / kGiB,
-      m.reserve / kGiB, m.total / kGiB, m.capacity / kGiB, json_escape(m.verdict).c_str(), t.step, t.compute,
-      t.optimizer, t.exposed, t.gather, t.reduce_scatter, t.replicas, p.tokens_per_s, p.model_tflops_per_gpu,
-      p.hardware_tflops_per_gpu, p.mfu, t.bytes_partition, t.bytes_inter_node, t.bytes_intra_node,
-      t.bytes_replication);
-  return buf;
+  nlohmann::ordered_json j;
+  j["config"] = p.label();
+  j["strategy"] = std::string(config::to_string(p.plan.strategy));
+  j["partition_size"] = p.plan.shape.partition_size;
+  j["replicas"] = p.plan.shape.replicas;
+  j["hierarchical"] = p.plan.hierarchical && p.plan.shape.spans_nodes();
+  j["gather_dtype"] = p.plan.gather_bf16 ? "bf16" : "fp32";
+  j["micro_batch"] = p.plan.micro_batch;
+  j["grad_accum"] = p.plan.grad_accum;
+  j["recompute"] = std::string(config::to_string(p.recompute));
+  j["fits"] = m.fits;
+  j["memory_gib"] = {{"model_states", m.engine.model_states / kGiB},
+                     {"gathered", m.engine.gathered / kGiB},
+                     {"gradients", (m.engine.gradients + m.engine.staging) / kGiB},
+                     {"activations", m.activations / kGiB},
+                     {"reserve", m.reserve / kGiB},
+                     {"total", m.total / kGiB},
+                     {"capacity", m.capacity / kGiB}};
+  j["memory_verdict"] = m.verdict;
+  j["step_s"] = t.step;
+  j["compute_s"] = t.compute;
+  j["optimizer_s"] = t.optimizer;
+  j["exposed_comm_s"] = t.exposed;
+  j["gather_busy_s"] = t.gather;
+  j["reduce_scatter_busy_s"] = t.reduce_scatter;
+  j["replica_busy_s"] = t.replicas;
+  j["tokens_per_s"] = p.tokens_per_s;
+  j["model_tflops_per_gpu"] = p.model_tflops_per_gpu;
+  j["hardware_tflops_per_gpu"] = p.hardware_tflops_per_gpu;
+  j["mfu"] = p.mfu;
+  j["bytes_sent_per_step"] = {{"partition", t.bytes_partition},
+                              {"inter_node", t.bytes_inter_node},
+                              {"intra_node", t.bytes_intra_node},
+                              {"replication", t.bytes_replication}};
+  return j;
 }
 
 void print_table(const std::vector<planner::Prediction>& rows, std::size_t top, std::ostream& out) {
@@ -124,55 +143,52 @@ void print_table(const std::vector<planner::Prediction>& rows, std::size_t top, 
 
 }  // namespace
 
+// The plan itself, once the options are read; top 0: every row.
+static int run_plan(const ParsedCommand& command_line, int nodes, const std::string& hardware_name,
+             const std::vector<std::string>& calibrations, const std::vector<int>& sweep, const std::string& plot,
+             const std::vector<planner::Recompute>& recompute, bool json, std::size_t top);
+
 int plan_command(const Args& args) {
-  const CommandLine command_line = split_command_line(args);
+  const CommandSpec spec = plan_spec();
+  const ParsedCommand command_line = spec.parse(args);
   if (command_line.help) {
-    std::fputs(kPlanUsage, stdout);
+    std::fputs(spec.usage().c_str(), stdout);
     return kExitOk;
   }
   int nodes = 0;
-  std::string hardware_name = "p4d.24xlarge", plot;
-  std::vector<std::string> calibrations;
+  std::string plot;
   std::vector<int> sweep;
-  bool json = false, all = false;
+  const std::string hardware_name = command_line.get<std::string>("hardware");
+  std::vector<std::string> calibrations;
+  if (command_line.has("calibration")) calibrations = command_line.get<std::vector<std::string>>("calibration");
+  const bool json = command_line.get<bool>("json"), all = command_line.get<bool>("all");
+  std::vector<planner::Recompute> recompute;
   std::size_t top = 20;
-  std::vector<planner::Recompute> recompute{planner::Recompute::none, planner::Recompute::blocks};
-  const std::vector<std::string>& rest = command_line.rest;
-  for (std::size_t i = 0; i < rest.size(); ++i) {
-    const std::string& option = rest[i];
-    auto value = [&]() -> const std::string& {
-      if (i + 1 >= rest.size()) throw InputError("option " + option + " needs a value");
-      return rest[++i];
-    };
-    if (option == "--nodes") {
-      nodes = parse_int(option, value(), 1, 1 << 20);
-    } else if (option == "--hardware") {
-      hardware_name = value();
-    } else if (option == "--calibration") {
-      calibrations.push_back(value());
-    } else if (option == "--json") {
-      json = true;
-    } else if (option == "--all") {
-      all = true;
-    } else if (option == "--top") {
-      top = static_cast<std::size_t>(parse_int(option, value(), 1, 1 << 20));
-    } else if (option == "--plot") {
-      plot = value();
-    } else if (option == "--recompute") {
-      const std::string v = value();
-      if (v == "none") recompute = {planner::Recompute::none};
-      else if (v == "blocks") recompute = {planner::Recompute::blocks};
-      else if (v == "both") recompute = {planner::Recompute::none, planner::Recompute::blocks};
-      else throw InputError("option --recompute: bad value '" + v + "' (expected none, blocks or both)");
-    } else if (option == "--sweep-nodes") {
-      std::stringstream list(value());
+  try {
+    if (command_line.has("nodes")) nodes = parse_int("--nodes", command_line.get<std::string>("nodes"), 1, 1 << 20);
+    top = static_cast<std::size_t>(parse_int("--top", command_line.get<std::string>("top"), 1, 1 << 20));
+    if (command_line.has("plot")) plot = command_line.get<std::string>("plot");
+    const std::string v = command_line.get<std::string>("recompute");
+    if (v == "none") recompute = {planner::Recompute::none};
+    else if (v == "blocks") recompute = {planner::Recompute::blocks};
+    else if (v == "both") recompute = {planner::Recompute::none, planner::Recompute::blocks};
+    else throw InputError("option --recompute: bad value '" + v + "' (expected none, blocks or both)");
+    if (command_line.has("sweep-nodes")) {
+      std::stringstream list(command_line.get<std::string>("sweep-nodes"));
       std::string item;
-      while (std::getline(list, item, ',')) sweep.push_back(parse_int(option, item, 1, 1 << 20));
+      while (std::getline(list, item, ',')) sweep.push_back(parse_int("--sweep-nodes", item, 1, 1 << 20));
       if (sweep.empty()) throw InputError("option --sweep-nodes needs a list such as 16,32,64");
-    } else {
-      throw InputError("mics plan: unknown option '" + option + "' (see mics plan --help)");
     }
+  } catch (const InputError& e) {
+    spec.fail(e.what());
   }
+  return run_plan(command_line, nodes, hardware_name, calibrations, sweep, plot, recompute, json, all ? 0 : top);
+}
+
+static int run_plan(const ParsedCommand& command_line, int nodes, const std::string& hardware_name,
+             const std::vector<std::string>& calibrations, const std::vector<int>& sweep, const std::string& plot,
+             const std::vector<planner::Recompute>& recompute, bool json, std::size_t top) {
+  const bool all = top == 0;
   if (!command_line.deck) throw InputError("mics plan needs --deck FILE");
   if (nodes == 0 && sweep.empty()) throw InputError("mics plan needs --nodes N (or --sweep-nodes N1,N2,...)");
   if (!plot.empty() && sweep.empty()) throw InputError("option --plot draws the --sweep-nodes table; give both");
@@ -252,9 +268,10 @@ int plan_command(const Args& args) {
     std::snprintf(line, sizeof line, "%6s %6s | %-40s %4s %11s %7s %7s\n", "nodes", "GPUs", "configuration", "fits",
                   "tokens/s", "TFLOPS", "weak");
     table << line << std::string(92, '-') << "\n";
-    std::ostringstream js;
-    js << "{\"hardware\": \"" << json_escape(hardware.name) << "\", \"model\": \"" << json_escape(spec.preset)
-       << "\", \"points\": [";
+    nlohmann::ordered_json js;
+    js["hardware"] = hardware.name;
+    js["model"] = spec.preset;
+    js["points"] = nlohmann::ordered_json::array();
     for (std::size_t i = 0; i < points.size(); ++i) {
       for (std::size_t k = 0; k < points[i].best.size(); ++k) {
         const auto& p = points[i].best[k];
@@ -266,17 +283,19 @@ int plan_command(const Args& args) {
                       p.plan.shape.world, p.label().c_str(), p.memory.fits ? "yes" : "no", p.tokens_per_s,
                       p.model_tflops_per_gpu, 100 * weak);
         table << line;
-        js << (i || k ? ", " : "") << "{\"nodes\": " << points[i].nodes << ", \"gpus\": " << p.plan.shape.world
-           << ", \"strategy\": \"" << config::to_string(p.plan.strategy) << "\", \"weak_scaling\": " << weak
-           << ", \"prediction\": " << prediction_json(p) << "}";
+        js["points"].push_back({{"nodes", points[i].nodes},
+                                {"gpus", p.plan.shape.world},
+                                {"strategy", std::string(config::to_string(p.plan.strategy))},
+                                {"weak_scaling", weak},
+                                {"prediction", prediction_json(p)}});
       }
     }
-    js << "]}\n";
-    if (json) std::cout << js.str();
+    const std::string sweep_json = js.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    if (json) std::cout << sweep_json;
     else std::cout << table.str();
     if (!plot.empty()) {
       const std::string data = plot + ".json";
-      std::ofstream(data) << js.str();
+      std::ofstream(data) << sweep_json;
       std::string script = "bench/plot_plan_sweep.py";
       const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
       if (!std::filesystem::exists(script, ec) && !exe.empty())
@@ -295,11 +314,15 @@ int plan_command(const Args& args) {
   const std::vector<planner::Prediction> rows = planner::plan_all(hardware, request);
   const std::string advice = planner::recommendation(rows);
   if (json) {
-    std::cout << "{\"hardware\": \"" << json_escape(hardware.name) << "\", \"model\": \"" << json_escape(spec.preset)
-              << "\", \"nodes\": " << nodes << ", \"gpus\": " << nodes * hardware.gpus_per_node
-              << ", \"recommendation\": \"" << json_escape(advice) << "\", \"configurations\": [\n";
-    for (std::size_t i = 0; i < rows.size(); ++i) std::cout << (i ? ",\n" : "") << prediction_json(rows[i]);
-    std::cout << "\n]}\n";
+    nlohmann::ordered_json js;
+    js["hardware"] = hardware.name;
+    js["model"] = spec.preset;
+    js["nodes"] = nodes;
+    js["gpus"] = nodes * hardware.gpus_per_node;
+    js["recommendation"] = advice;
+    js["configurations"] = nlohmann::ordered_json::array();
+    for (const planner::Prediction& p : rows) js["configurations"].push_back(prediction_json(p));
+    std::cout << js.dump(1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     return kExitOk;
   }
   std::cout << header;

@@ -6,6 +6,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "command_line.hpp"
 #include "commands.hpp"
 #include "mics/backends/backend.hpp"
 #include "mics/checkpoint/tools.hpp"
@@ -17,28 +18,36 @@
 namespace mics::cli {
 
 namespace {
-constexpr const char* kSampleUsage =
-    "usage: mics sample PATH [--prompt TEXT | --prompt-ids 1,2,3] [-n TOKENS] [--temperature T] [--top-k K]\n"
-    "                        [--seed S] [--tokenizer FILE] [--device cpu|cuda] [--threads N] [--ids] [--verify]\n"
-    "\n"
-    "Generates TOKENS tokens (default 64) after the prompt from the model in PATH: a checkpoint (step_<N>\n"
-    "directory or its state.h5), a run's checkpoint directory (its `latest`), or an llm.c model file\n"
-    "(as written by train.save_final or `mics export --format llmc`). One process, a key/value cache.\n"
-    "\n"
-    "  --prompt TEXT        byte-level models (vocab <= 256, `mics data prepare`): the text's bytes\n"
-    "  --prompt-ids LIST    token ids, comma separated (any vocabulary; GPT-2 BPE encoding is not built in)\n"
-    "                       without either: the end-of-text token (GPT-2 vocabularies, or the tokenizer's),\n"
-    "                       else a newline\n"
-    "  --temperature T      softmax temperature (default 1.0); 0 = greedy (argmax)\n"
-    "  --top-k K            sample among the K most likely tokens only (default 0 = all)\n"
-    "  --seed S             the same seed gives the same text (default 1337)\n"
-    "  --tokenizer FILE     llm.c tokenizer file (gpt2_tokenizer.bin) to decode a GPT-2 vocabulary\n"
-    "  --device cpu|cuda    backend (default cpu); --threads N: cpu threads (default: OpenMP's)\n"
-    "  --ids                also print the generated token ids\n"
-    "  --verify             (greedy only) check that every generated token is the argmax of the plain\n"
-    "                       forward pass (no cache) over the whole sequence; exit 1 if one differs\n"
-    "\n"
-    "Byte-level models print text directly; GPT-2 vocabularies print text with --tokenizer, else the ids.\n";
+CommandSpec sample_spec() {
+  CommandSpec spec(
+      "mics sample",
+      "mics sample PATH [--prompt TEXT | --prompt-ids 1,2,3] [-n TOKENS] [--temperature T] [--top-k K]\n"
+      "                        [--seed S] [--tokenizer FILE] [--device cpu|cuda] [--threads N] [--ids] [--verify]",
+      "Generates TOKENS tokens after the prompt from the model in PATH. One process, a key/value cache.\n"
+      "Byte-level models print text directly; GPT-2 vocabularies print text with --tokenizer, else the ids.");
+  spec.positional("PATH",
+                  "a checkpoint (step_<N> directory or its state.h5), a run's checkpoint directory (its\n"
+                  "`latest`), or an llm.c model file (train.save_final, `mics export --format llmc`)");
+  spec.options()
+      ("prompt", po::value<std::string>()->value_name("TEXT"),
+       "byte-level models (vocab <= 256, `mics data prepare`): the text's bytes")
+      ("prompt-ids", po::value<std::string>()->value_name("LIST"),
+       "token ids, comma separated (any vocabulary; GPT-2 BPE encoding is not built in). Without either "
+       "prompt: the end-of-text token (GPT-2 vocabularies, or the tokenizer's), else a newline")
+      ("tokens,n", po::value<int>()->value_name("TOKENS")->default_value(64), "tokens to generate")
+      ("temperature", po::value<double>()->value_name("T")->default_value(1.0), "softmax temperature; 0 = greedy (argmax)")
+      ("top-k", po::value<int>()->value_name("K")->default_value(0), "sample among the K most likely tokens only (0 = all)")
+      ("seed", po::value<std::uint64_t>()->value_name("S")->default_value(1337), "the same seed gives the same text")
+      ("tokenizer", po::value<std::string>()->value_name("FILE"),
+       "llm.c tokenizer file (gpt2_tokenizer.bin) to decode a GPT-2 vocabulary")
+      ("device", po::value<std::string>()->value_name("cpu|cuda")->default_value("cpu"), "backend")
+      ("threads", po::value<int>()->value_name("N")->default_value(0), "cpu threads (0: OpenMP's default)")
+      ("ids", po::bool_switch(), "also print the generated token ids")
+      ("verify", po::bool_switch(),
+       "(greedy only) check that every generated token is the argmax of the plain forward pass (no cache) "
+       "over the whole sequence; exit 1 if one differs");
+  return spec;
+}
 
 std::vector<std::int32_t> parse_ids(const std::string& text) {
   std::vector<std::int32_t> ids;
@@ -62,66 +71,35 @@ bool is_llmc_file(const std::string& path) {
 }  // namespace
 
 int sample_command(const Args& args) {
-  std::vector<std::string> positional;
+  const CommandSpec spec = sample_spec();
+  const ParsedCommand parsed = spec.parse(args);
+  if (parsed.help) {
+    std::fputs(spec.usage().c_str(), stdout);
+    return kExitOk;
+  }
   std::optional<std::string> prompt, prompt_ids, tokenizer_path;
-  int count = 64;
+  if (parsed.has("prompt")) prompt = parsed.get<std::string>("prompt");
+  if (parsed.has("prompt-ids")) prompt_ids = parsed.get<std::string>("prompt-ids");
+  if (parsed.has("tokenizer")) tokenizer_path = parsed.get<std::string>("tokenizer");
+  const int count = parsed.get<int>("tokens");
+  if (count < 1) spec.fail("-n must be at least 1");
   model::SamplingOptions sampling;
+  sampling.temperature = parsed.get<double>("temperature");
+  sampling.top_k = parsed.get<int>("top-k");
+  sampling.seed = parsed.get<std::uint64_t>("seed");
   config::BackendOptions backend_options;
   backend_options.matmul = config::Matmul::fp32;  // generation is tiny: exact fp32 GEMMs on either device
-  bool print_ids = false, verify = false;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    const auto value = [&]() -> const std::string& {
-      if (i + 1 >= args.size()) throw InputError("mics sample: " + a + " needs a value\n" + kSampleUsage);
-      return args[++i];
-    };
-    const auto number = [&](const std::string& text) {
-      char* end = nullptr;
-      const double v = std::strtod(text.c_str(), &end);
-      if (text.empty() || *end != '\0') throw InputError("mics sample: " + a + " " + text + " is not a number");
-      return v;
-    };
-    if (a == "--help" || a == "-h") {
-      std::fputs(kSampleUsage, stdout);
-      return kExitOk;
-    } else if (a == "--prompt") {
-      prompt = value();
-    } else if (a == "--prompt-ids") {
-      prompt_ids = value();
-    } else if (a == "-n" || a == "--tokens") {
-      count = static_cast<int>(number(value()));
-      if (count < 1) throw InputError("mics sample: -n must be at least 1");
-    } else if (a == "--temperature") {
-      sampling.temperature = number(value());
-    } else if (a == "--top-k") {
-      sampling.top_k = static_cast<int>(number(value()));
-    } else if (a == "--seed") {
-      sampling.seed = static_cast<std::uint64_t>(number(value()));
-    } else if (a == "--tokenizer") {
-      tokenizer_path = value();
-    } else if (a == "--device") {
-      const std::string& d = value();
-      if (d != "cpu" && d != "cuda") throw InputError("mics sample: --device " + d + " (expected cpu or cuda)");
-      backend_options.device = d == "cuda" ? config::Device::cuda : config::Device::cpu;
-    } else if (a == "--threads") {
-      backend_options.threads = static_cast<int>(number(value()));
-    } else if (a == "--ids") {
-      print_ids = true;
-    } else if (a == "--verify") {
-      verify = true;
-    } else if (a.rfind("-", 0) == 0) {
-      throw InputError("mics sample: unknown option '" + a + "'\n" + kSampleUsage);
-    } else {
-      positional.push_back(a);
-    }
-  }
-  if (positional.size() != 1) throw InputError(std::string("mics sample: expected one PATH\n") + kSampleUsage);
+  const std::string device = parsed.get<std::string>("device");
+  if (device != "cpu" && device != "cuda") spec.fail("--device " + device + " (expected cpu or cuda)");
+  backend_options.device = device == "cuda" ? config::Device::cuda : config::Device::cpu;
+  backend_options.threads = parsed.get<int>("threads");
+  const bool print_ids = parsed.get<bool>("ids"), verify = parsed.get<bool>("verify");
   if (prompt && prompt_ids) throw InputError("mics sample: give --prompt or --prompt-ids, not both");
   if (verify && sampling.temperature > 0)
     throw InputError("mics sample: --verify checks greedy generation: add --temperature 0");
 
   // The weights, on the host, one flat buffer per unit.
-  const std::string& path = positional[0];
+  const std::string& path = parsed.positional[0];
   std::vector<std::vector<float>> units;
   model::GptShape shape;
   if (is_llmc_file(path)) {

@@ -1,6 +1,5 @@
 #include "session.hpp"
 
-#include <boost/program_options.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -10,8 +9,6 @@
 #include "mics/util/error.hpp"
 
 namespace mics::cli {
-
-namespace po = boost::program_options;
 
 namespace {
 // Under Slurm, a task started without a PMI plugin (plain srun where MpiDefault=none, as on
@@ -51,45 +48,7 @@ MpiSession::~MpiSession() {
   if (!finalized) MPI_Finalize();
 }
 
-CommandLine split_command_line(const Args& args) {
-  po::options_description known("options");
-  known.add_options()("deck", po::value<std::string>(), "input deck")("help,h", "help");
-  CommandLine out;
-  po::parsed_options parsed(&known);
-  try {
-    parsed = po::command_line_parser(args)
-                 .options(known)
-                 .style(po::command_line_style::default_style & ~po::command_line_style::allow_guessing)
-                 .allow_unregistered()
-                 .run();
-  } catch (const po::error& e) {
-    throw InputError(std::string("command line: ") + e.what());
-  }
-  for (const po::option& opt : parsed.options) {
-    if (opt.string_key == "deck" && !opt.unregistered) {
-      if (opt.value.empty()) throw InputError("--deck needs a file name");
-      if (out.deck)
-        throw InputError("--deck is given twice ('" + *out.deck + "' and '" + opt.value.front() +
-                         "'): give one deck and override its keys with --section.key=value");
-      out.deck = opt.value.front();
-    } else if (opt.string_key == "help" && !opt.unregistered) {
-      out.help = true;
-    } else {
-      for (const std::string& token : opt.original_tokens) {
-        // --section.key=value is a deck override; anything else belongs to the subcommand.
-        if (token.rfind("--", 0) == 0 && token.find('.') != std::string::npos &&
-            token.find('.') < token.find('=')) {
-          out.overrides.push_back(token.substr(2));
-        } else {
-          out.rest.push_back(token);
-        }
-      }
-    }
-  }
-  return out;
-}
-
-config::Options load_options(const CommandLine& command_line) {
+config::Options load_options(const ParsedCommand& command_line) {
   const config::Config cfg = config::load(MPI_COMM_WORLD, command_line.deck, command_line.overrides);
   config::Options options = on_every_rank([&] { return config::read_options(cfg); });
   log::Options log_options;

@@ -1,6 +1,5 @@
-// What every MPI subcommand does first: MPI up (RAII), logging up, the command line split into the
-// deck, the --section.key=value overrides and the subcommand's own options, and the deck loaded on
-// rank 0 and broadcast.
+// What every MPI subcommand does after parsing its command line (command_line.hpp): MPI up (RAII),
+// logging up, and the deck loaded on rank 0 and broadcast.
 #pragma once
 #include <mpi.h>
 
@@ -9,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "command_line.hpp"
 #include "commands.hpp"
 #include "mics/config/options.hpp"
 #include "mics/topology/plan.hpp"
@@ -30,19 +30,9 @@ class MpiSession {
   int size_ = 1;
 };
 
-struct CommandLine {
-  std::optional<std::string> deck;
-  std::vector<std::string> overrides;  // "section.key=value"
-  std::vector<std::string> rest;       // everything else, in order (positional and unknown options)
-  bool help = false;
-};
-
-// Splits args; --deck FILE / --deck=FILE, --help / -h, --section.key=value. Never throws for the rest.
-CommandLine split_command_line(const Args& args);
-
 // Loads the deck on rank 0 and broadcasts it, reads it into typed options and applies the log section.
 // Every rank calls it; a bad deck throws the same InputError on every rank.
-config::Options load_options(const CommandLine& command_line);
+config::Options load_options(const ParsedCommand& command_line);
 
 // The deck's run.timeout as the MPI transport's no-progress limit.
 std::chrono::milliseconds no_progress_limit(const config::Options& options);

@@ -13,32 +13,30 @@
 namespace mics::cli {
 
 namespace {
-constexpr const char* kTrainUsage =
-    "usage: mpirun -np N mics train --deck FILE [--section.key=value ...]\n"
-    "       srun --mpi=pmix mics train --deck FILE [...]\n"
-    "\n"
-    "Trains the model the deck describes. Every key of the deck can be overridden on the command line,\n"
-    "e.g. --train.steps=50 --parallel.strategy=zero3. `mics config --deck FILE` prints every key.\n"
-    "\n"
-    "Checkpoints go to <checkpoint.dir>/<run.name>/step_<N>/ (every checkpoint.every_steps steps,\n"
-    "every checkpoint.every_minutes minutes); train.resume = auto continues from the latest one.\n"
-    "On SIGUSR1 or SIGTERM (e.g. sbatch --signal=USR1@120) every rank writes a checkpoint at the next\n"
-    "step boundary and exits with status 75 (EX_TEMPFAIL): requeue the job to resume it.\n";
-
+CommandSpec train_spec() {
+  CommandSpec spec("mics train",
+                   "mpirun -np N mics train --deck FILE [--section.key=value ...]\n"
+                   "       srun --mpi=pmix mics train --deck FILE [...]",
+                   "Trains the model the deck describes. Every key of the deck can be overridden on the command line,\n"
+                   "e.g. --train.steps=50 --parallel.strategy=zero3. `mics config --deck FILE` prints every key.");
+  spec.takes_deck().epilog(
+      "Checkpoints go to <checkpoint.dir>/<run.name>/step_<N>/ (every checkpoint.every_steps steps,\n"
+      "every checkpoint.every_minutes minutes); train.resume = auto continues from the latest one.\n"
+      "On SIGUSR1 or SIGTERM (e.g. sbatch --signal=USR1@120) every rank writes a checkpoint at the next\n"
+      "step boundary and exits with status 75 (EX_TEMPFAIL): requeue the job to resume it.");
+  return spec;
+}
 }  // namespace
 
 int train_command(const Args& args) {
-  const CommandLine command_line = split_command_line(args);
+  const CommandSpec spec = train_spec();
+  const ParsedCommand command_line = spec.parse(args);
   if (command_line.help) {
-    std::fputs(kTrainUsage, stdout);
+    std::fputs(spec.usage().c_str(), stdout);
     return kExitOk;
   }
+  if (!command_line.deck) spec.fail("--deck FILE is required");
   MpiSession mpi;
-  if (!command_line.rest.empty())
-    throw InputError("mics train: unexpected argument '" + command_line.rest.front() + "'\n" + kTrainUsage,
-                     ErrorScope::all_ranks);
-  if (!command_line.deck)
-    throw InputError(std::string("mics train: --deck FILE is required\n") + kTrainUsage, ErrorScope::all_ranks);
   on_every_rank([&] { topology::check_slurm_world(mpi.size()); });
   const config::Options options = load_options(command_line);
   MICS_LOG(info) << "mics " << MICS_VERSION << ", effective configuration:\n" << options.effective_deck;

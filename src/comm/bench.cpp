@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <fstream>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -17,9 +18,7 @@
 
 namespace mics::comm {
 
-namespace {
-
-std::size_t parse_size(const std::string& option, const std::string& text) {
+std::size_t parse_byte_size(const std::string& option, const std::string& text) {
   std::size_t digits = 0;
   while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits]))) ++digits;
   const std::string suffix = text.substr(digits);
@@ -35,55 +34,12 @@ std::size_t parse_size(const std::string& option, const std::string& text) {
   return std::stoull(text.substr(0, digits)) * multiplier;
 }
 
-long parse_integer(const std::string& option, const std::string& text, long min, long max) {
-  std::size_t used = 0;
-  long value = 0;
-  try {
-    value = std::stol(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != text.size() || value < min || value > max) {
-    throw InputError("option " + option + ": bad value '" + text + "' (expected an integer from " + std::to_string(min) +
-                " to " + std::to_string(max) + ")");
-  }
-  return value;
-}
-
-}  // namespace
-
-BenchOptions parse_bench_options(const std::vector<std::string>& args) {
-  BenchOptions options;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string& option = args[i];
-    if (i + 1 >= args.size()) throw InputError("option " + option + " needs a value");
-    const std::string& value = args[++i];
-    if (option == "-b" || option == "--minbytes") {
-      options.min_bytes = parse_size(option, value);
-    } else if (option == "-e" || option == "--maxbytes") {
-      options.max_bytes = parse_size(option, value);
-    } else if (option == "-f" || option == "--stepfactor") {
-      options.factor = static_cast<std::size_t>(parse_integer(option, value, 2, 1024));
-    } else if (option == "-n" || option == "--iters") {
-      options.iters = static_cast<int>(parse_integer(option, value, 1, 1000000));
-    } else if (option == "-w" || option == "--warmup_iters") {
-      options.warmup = static_cast<int>(parse_integer(option, value, 0, 1000000));
-    } else if (option == "--json") {
-      options.json = value;
-    } else if (option == "-c" || option == "--check") {
-      options.check = parse_integer(option, value, 0, 1000000) != 0;
-    } else {
-      throw InputError("unknown option '" + option +
-                  "' for bench comm (known: -b, -e, -f, -n, -w, -c, --minbytes, --maxbytes, --stepfactor, "
-                  "--iters, --warmup_iters, --check, --json)");
-    }
-  }
+void check_bench_options(const BenchOptions& options) {
   if (options.min_bytes == 0) throw InputError("option -b: the minimum size must be at least 1 byte");
   if (options.max_bytes < options.min_bytes) {
     throw InputError("option -e: the maximum size " + std::to_string(options.max_bytes) +
                 " is smaller than the minimum size " + std::to_string(options.min_bytes));
   }
-  return options;
 }
 
 namespace {
@@ -126,10 +82,43 @@ struct Row {
   long long wrong;
 };
 
+// One buffer as the data transport sees it: the host vector itself (no BenchMemory), or a copy of it in
+// the BenchMemory (RAII).
+class DeviceCopy {
+ public:
+  explicit DeviceCopy(BenchMemory* memory) : memory_(memory) {}
+  ~DeviceCopy() {
+    if (memory_ && device_) memory_->release(device_);
+  }
+  DeviceCopy(const DeviceCopy&) = delete;
+  DeviceCopy& operator=(const DeviceCopy&) = delete;
+
+  // From now on stands for `host` (same size): its contents are copied once to the memory.
+  void hold(std::vector<float>& host) {
+    host_ = host.data();
+    if (!memory_) return;
+    device_ = memory_->allocate(std::max<std::size_t>(host.size() * sizeof(float), 1));
+    put(host);
+  }
+  void put(const std::vector<float>& host) {
+    if (memory_) memory_->copy_from_host(device_, host.data(), host.size() * sizeof(float));
+  }
+  void get_into(std::vector<float>& host) const {
+    if (memory_) memory_->copy_to_host(host.data(), device_, host.size() * sizeof(float));
+  }
+  float* get() const { return static_cast<float*>(memory_ ? device_ : host_); }
+
+ private:
+  BenchMemory* memory_;
+  void* device_ = nullptr;
+  float* host_ = nullptr;
+};
+
 class Runner {
  public:
-  Runner(const BenchOptions& options, Group& world, std::ostream& out)
-      : options_(options), world_(world), out_(out) {}
+  Runner(const BenchOptions& options, Group& world, MpiTransport& mpi, Transport& data, BenchMemory* memory,
+         std::ostream& out)
+      : options_(options), world_(world), mpi_(mpi), data_(data), memory_(memory), out_(out) {}
 
   void run_table(const Table& table) {
     const Group& group = hierarchical(table.kind) ? *table.intra : *table.comm;
@@ -143,7 +132,7 @@ class Runner {
     }
     double busbw_sum = 0;
     int rows = 0;
-    std::string json_rows;
+    nlohmann::ordered_json json_rows = nlohmann::ordered_json::array();
     for (std::size_t bytes = options_.min_bytes; bytes <= options_.max_bytes;) {
       const std::size_t elem = sizeof(float);
       const bool per_rank = table.kind != Kind::all_reduce;
@@ -152,10 +141,11 @@ class Runner {
         const Row row = run_size(table, n, count);
         busbw_sum += row.busbw;
         ++rows;
-        char item[200];
-        std::snprintf(item, sizeof item, "%s{\"bytes\": %zu, \"count\": %zu, \"time_us\": %.4f, \"algbw\": %.6f, \"busbw\": %.6f}",
-                      json_rows.empty() ? "" : ", ", row.bytes, row.count, row.time_us, row.algbw, row.busbw);
-        json_rows += item;
+        json_rows.push_back({{"bytes", row.bytes},
+                             {"count", row.count},
+                             {"time_us", row.time_us},
+                             {"algbw", row.algbw},
+                             {"busbw", row.busbw}});
         if (world_.rank() == 0) {
           char line[200];
           std::snprintf(line, sizeof line, "%16zu %12zu %7s %7s %11.2f %12.3f %12.3f %9s\n", row.bytes, row.count,
@@ -175,11 +165,13 @@ class Runner {
     }
     busbw_total_ += busbw_sum;
     rows_total_ += rows;
-    json_ += std::string(json_.empty() ? "" : ",\n") + "  {\"collective\": \"" + table.collective + "\", \"group\": \"" +
-             table.group + "\", \"ranks\": " + std::to_string(n) + ", \"groups\": " + std::to_string(world_.size() / n) +
-             ", \"rows\": [" + json_rows + "]}";
+    json_.push_back({{"collective", table.collective},
+                     {"group", table.group},
+                     {"ranks", n},
+                     {"groups", world_.size() / n},
+                     {"rows", std::move(json_rows)}});
   }
-  const std::string& json() const { return json_; }
+  const nlohmann::ordered_json& json() const { return json_; }
 
   long long total_wrong() const { return wrong_total_; }
   double average_busbw() const { return rows_total_ > 0 ? busbw_total_ / rows_total_ : 0.0; }
@@ -192,6 +184,7 @@ class Runner {
                                             : group.rank();
     const std::size_t total = count * static_cast<std::size_t>(n);
     std::vector<float> in, out;
+    DeviceCopy d_in(memory_), d_out(memory_);  // the buffers `data_` moves: `in` and `out` themselves on host memory
     std::function<void()> op;
     switch (table.kind) {
       case Kind::all_gather:
@@ -200,10 +193,10 @@ class Runner {
         out.assign(total, -1.0f);
         for (std::size_t k = 0; k < count; ++k) in[k] = gather_input(me, k);
         if (table.kind == Kind::all_gather) {
-          op = [&] { mpi_.all_gather(in.data(), out.data(), count, DataType::f32, *table.comm).wait(); };
+          op = [&] { data_.all_gather(d_in.get(), d_out.get(), count, DataType::f32, *table.comm).wait(); };
         } else {
           op = [&] {
-            mpi_.hierarchical_all_gather(in.data(), out.data(), count, DataType::f32, *table.inter, *table.intra)
+            data_.hierarchical_all_gather(d_in.get(), d_out.get(), count, DataType::f32, *table.inter, *table.intra)
                 .wait();
           };
         }
@@ -215,11 +208,11 @@ class Runner {
         for (std::size_t e = 0; e < total; ++e) in[e] = reduce_input(me, e);
         if (table.kind == Kind::reduce_scatter) {
           op = [&] {
-            mpi_.reduce_scatter(in.data(), out.data(), count, DataType::f32, ReduceOp::sum, *table.comm).wait();
+            data_.reduce_scatter(d_in.get(), d_out.get(), count, DataType::f32, ReduceOp::sum, *table.comm).wait();
           };
         } else {
           op = [&] {
-            mpi_.hierarchical_reduce_scatter(in.data(), out.data(), count, DataType::f32, ReduceOp::sum, *table.inter,
+            data_.hierarchical_reduce_scatter(d_in.get(), d_out.get(), count, DataType::f32, ReduceOp::sum, *table.inter,
                                              *table.intra)
                 .wait();
           };
@@ -231,13 +224,17 @@ class Runner {
         for (std::size_t e = 0; e < count; ++e) in[e] = reduce_input(me, e);
         // In place on `out` (as training runs it); checked below on a fresh copy of the inputs.
         out = in;
-        op = [&] { mpi_.all_reduce(out.data(), count, DataType::f32, ReduceOp::sum, *table.comm).wait(); };
+        op = [&] { data_.all_reduce(d_out.get(), count, DataType::f32, ReduceOp::sum, *table.comm).wait(); };
         break;
     }
+    d_in.hold(in);
+    d_out.hold(out);
     for (int i = 0; i < options_.warmup; ++i) op();
+    synchronize();
     mpi_.barrier(world_);
     const double start = MPI_Wtime();
     for (int i = 0; i < options_.iters; ++i) op();
+    synchronize();
     double seconds = (MPI_Wtime() - start) / options_.iters;
     MICS_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &seconds, 1, MPI_DOUBLE, MPI_SUM, world_.handle()));
     seconds /= world_.size();
@@ -250,7 +247,10 @@ class Runner {
       } else {
         std::fill(out.begin(), out.end(), -1.0f);
       }
+      d_out.put(out);
       op();
+      synchronize();
+      d_out.get_into(out);
       switch (table.kind) {
         case Kind::all_gather:
         case Kind::hierarchical_all_gather:
@@ -281,11 +281,17 @@ class Runner {
     return row;
   }
 
+  void synchronize() {
+    if (memory_) memory_->synchronize();
+  }
+
   const BenchOptions& options_;
   Group& world_;
+  MpiTransport& mpi_;
+  Transport& data_;
+  BenchMemory* memory_;
   std::ostream& out_;
-  MpiTransport mpi_;
-  std::string json_;
+  nlohmann::ordered_json json_ = nlohmann::ordered_json::array();
   long long wrong_total_ = 0;
   double busbw_total_ = 0;
   int rows_total_ = 0;
@@ -293,7 +299,9 @@ class Runner {
 
 }  // namespace
 
-int run_comm_benchmark(const topology::Topology& topology, const BenchOptions& options, std::ostream& out) {
+int run_comm_benchmark(const topology::Topology& topology, const BenchOptions& options, MpiTransport& mpi,
+                       Transport& data, BenchMemory* memory, std::ostream& out) {
+  check_bench_options(options);
   const int node = topology.placement().node;
   Group world = duplicate(topology.world(), node);
   Group partition = duplicate(topology.partition(), node);
@@ -314,11 +322,12 @@ int run_comm_benchmark(const topology::Topology& topology, const BenchOptions& o
     if (g.comm->valid() && g.comm->size() > 1) groups.push_back(g);
   }
 
-  Runner runner(options, world, out);
+  Runner runner(options, world, mpi, data, memory, out);
   if (world.rank() == 0) {
     out << "# mics bench comm: " << options.min_bytes << " to " << options.max_bytes << " bytes, factor "
         << options.factor << ", " << options.warmup << " warm-up and " << options.iters
-        << " timed iterations, check " << (options.check ? 1 : 0) << "\n";
+        << " timed iterations, check " << (options.check ? 1 : 0) << ", device " << (memory ? memory->name() : "cpu")
+        << " (" << data.name() << ")\n";
     // describe() spans lines: keep every line a comment.
     std::string description = topology.describe();
     for (std::size_t at = description.find('\n'); at != std::string::npos; at = description.find('\n', at + 3)) {
@@ -360,9 +369,16 @@ int run_comm_benchmark(const topology::Topology& topology, const BenchOptions& o
     if (!options.json.empty()) {
       const topology::Shape& shape = topology.shape();
       std::ofstream file(options.json);
-      file << "{\"benchmark\": \"comm\", \"world\": " << shape.world << ", \"ranks_per_node\": " << shape.ranks_per_node
-           << ", \"partition_size\": " << shape.partition_size << ", \"iters\": " << options.iters
-           << ", \"tables\": [\n" << runner.json() << "\n]}\n";
+      // Non-finite numbers (a zero time) are written as null; `mics plan --calibration` refuses them.
+      nlohmann::ordered_json json;
+      json["benchmark"] = "comm";
+      json["world"] = shape.world;
+      json["ranks_per_node"] = shape.ranks_per_node;
+      json["partition_size"] = shape.partition_size;
+      json["iters"] = options.iters;
+      json["device"] = options.device;
+      json["tables"] = runner.json();
+      file << json.dump(1) << "\n";
       if (!file) throw InputError("--json: cannot write '" + options.json + "'");
       out << "# calibration written to " << options.json << "\n";
     }

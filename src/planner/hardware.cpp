@@ -7,6 +7,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
 
@@ -58,121 +59,28 @@ std::map<std::string, std::pair<std::string, int>> parse_ini(const std::string& 
   return out;
 }
 
-// A small JSON reader: enough for the calibration files mics itself writes.
-struct Json {
-  enum class Type { null, boolean, number, string, array, object } type = Type::null;
-  double number = 0;
-  std::string text;
-  std::vector<Json> items;
-  std::vector<std::pair<std::string, Json>> members;
-  const Json* find(const std::string& key) const {
-    for (const auto& [k, v] : members)
-      if (k == key) return &v;
-    return nullptr;
-  }
-};
+using Json = nlohmann::json;
 
-class JsonParser {
- public:
-  JsonParser(const std::string& text, const std::string& path) : s_(text), path_(path) {}
-  Json parse() {
-    Json v = value();
-    skip();
-    if (i_ != s_.size()) fail("trailing characters");
-    return v;
-  }
-
- private:
-  [[noreturn]] void fail(const std::string& what) const {
-    throw InputError("calibration file '" + path_ + "': not valid JSON at byte " + std::to_string(i_) + ": " + what);
-  }
-  void skip() {
-    while (i_ < s_.size() && std::isspace(static_cast<unsigned char>(s_[i_]))) ++i_;
-  }
-  bool eat(char c) {
-    skip();
-    if (i_ < s_.size() && s_[i_] == c) {
-      ++i_;
-      return true;
-    }
-    return false;
-  }
-  std::string string_literal() {
-    if (!eat('"')) fail("expected a string");
-    std::string out;
-    while (i_ < s_.size() && s_[i_] != '"') {
-      if (s_[i_] == '\\' && i_ + 1 < s_.size()) ++i_;
-      out += s_[i_++];
-    }
-    if (i_ >= s_.size()) fail("unterminated string");
-    ++i_;
-    return out;
-  }
-  Json value() {
-    if (++depth_ > 64) fail("nested too deeply");
-    skip();
-    Json v;
-    if (i_ >= s_.size()) fail("unexpected end");
-    const char c = s_[i_];
-    if (c == '{') {
-      ++i_;
-      v.type = Json::Type::object;
-      if (!eat('}')) {
-        do {
-          std::string key = string_literal();
-          if (!eat(':')) fail("expected ':'");
-          v.members.emplace_back(std::move(key), value());
-        } while (eat(','));
-        if (!eat('}')) fail("expected '}'");
-      }
-    } else if (c == '[') {
-      ++i_;
-      v.type = Json::Type::array;
-      if (!eat(']')) {
-        do v.items.push_back(value());
-        while (eat(','));
-        if (!eat(']')) fail("expected ']'");
-      }
-    } else if (c == '"') {
-      v.type = Json::Type::string;
-      v.text = string_literal();
-    } else if (s_.compare(i_, 4, "true") == 0 || s_.compare(i_, 5, "false") == 0) {
-      v.type = Json::Type::boolean;
-      v.number = s_[i_] == 't';
-      i_ += s_[i_] == 't' ? 4 : 5;
-    } else if (s_.compare(i_, 4, "null") == 0) {
-      i_ += 4;
-    } else {
-      std::size_t used = 0;
-      try {
-        v.number = std::stod(s_.substr(i_, 40), &used);
-      } catch (const std::exception&) {
-        fail("expected a value");
-      }
-      v.type = Json::Type::number;
-      i_ += used;
-    }
-    --depth_;
-    return v;
-  }
-  const std::string& s_;
-  std::string path_;
-  std::size_t i_ = 0;
-  int depth_ = 0;
-};
+// The member `key` of an object, or nullptr (also when `object` is no object).
+const Json* find(const Json& object, const std::string& key) {
+  if (!object.is_object()) return nullptr;
+  const auto it = object.find(key);
+  return it == object.end() ? nullptr : &*it;
+}
 
 double number(const Json& object, const std::string& key, const std::string& path) {
-  const Json* v = object.find(key);
-  if (!v || v->type != Json::Type::number || !std::isfinite(v->number))
+  const Json* v = find(object, key);
+  // A NaN or infinity was written as null: it is no measurement.
+  if (!v || !v->is_number() || !std::isfinite(v->get<double>()))
     throw InputError("calibration file '" + path + "': missing or non-numeric \"" + key + "\"");
-  return v->number;
+  return v->get<double>();
 }
 
 std::string string_field(const Json& object, const std::string& key, const std::string& path) {
-  const Json* v = object.find(key);
-  if (!v || v->type != Json::Type::string)
+  const Json* v = find(object, key);
+  if (!v || !v->is_string())
     throw InputError("calibration file '" + path + "': missing string \"" + key + "\"");
-  return v->text;
+  return v->get<std::string>();
 }
 
 }  // namespace
@@ -270,15 +178,20 @@ Hardware load_hardware(const std::string& name_or_file, const std::vector<std::s
 
 void apply_calibration(Hardware& h, const std::string& path) {
   const std::string text = read_text(path, "calibration file");
-  const Json root = JsonParser(text, path).parse();
-  if (root.type != Json::Type::object) throw InputError("calibration file '" + path + "': expected a JSON object");
+  Json root;
+  try {
+    root = Json::parse(text);
+  } catch (const Json::parse_error& e) {
+    throw InputError("calibration file '" + path + "': not valid JSON: " + e.what());
+  }
+  if (!root.is_object()) throw InputError("calibration file '" + path + "': expected a JSON object");
   const std::string kind = string_field(root, "benchmark", path);
   if (kind == "model") {
     // bench_model --json: the compute rate of a training step and the optimizer's streaming rate.
-    const Json* models = root.find("models");
-    if (!models || models->type != Json::Type::array || models->items.empty())
+    const Json* models = find(root, "models");
+    if (!models || !models->is_array() || models->empty())
       throw InputError("calibration file '" + path + "': \"models\" must be a non-empty array");
-    const Json& m = models->items.back();  // the largest model measured last
+    const Json& m = models->back();  // the largest model measured last
     const double flops = number(m, "compute_flops_per_s", path);
     const double bytes = number(m, "optimizer_bytes_per_s", path);
     if (flops <= 0 || bytes <= 0) throw InputError("calibration file '" + path + "': rates must be positive");
@@ -297,15 +210,15 @@ void apply_calibration(Hardware& h, const std::string& path) {
   const int p = static_cast<int>(number(root, "partition_size", path));
   if (world < 1 || rpn < 1 || p < 1 || world % rpn || world % p)
     throw InputError("calibration file '" + path + "': inconsistent world/ranks_per_node/partition_size");
-  const Json* tables = root.find("tables");
-  if (!tables || tables->type != Json::Type::array)
+  const Json* tables = find(root, "tables");
+  if (!tables || !tables->is_array())
     throw InputError("calibration file '" + path + "': \"tables\" must be an array");
   // Least squares per link class of  time per ring step = alpha + chunk / bandwidth.
   struct Fit {
     double n = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
     int senders = 1;
   } fits[2];  // 0 intra, 1 inter
-  for (const Json& t : tables->items) {
+  for (const Json& t : *tables) {
     const std::string collective = string_field(t, "collective", path);
     const std::string group = string_field(t, "group", path);
     const int n = static_cast<int>(number(t, "ranks", path));
@@ -319,10 +232,10 @@ void apply_calibration(Hardware& h, const std::string& path) {
     Fit& f = fits[senders > 0 ? 1 : 0];
     if (senders > 0) f.senders = senders;
     const double steps = collective == "all_reduce" ? 2.0 * (n - 1) : n - 1.0;
-    const Json* rows = t.find("rows");
-    if (!rows || rows->type != Json::Type::array)
+    const Json* rows = find(t, "rows");
+    if (!rows || !rows->is_array())
       throw InputError("calibration file '" + path + "': a table without \"rows\"");
-    for (const Json& r : rows->items) {
+    for (const Json& r : *rows) {
       const double chunk = number(r, "bytes", path) / n;
       const double tau = number(r, "time_us", path) * 1e-6 / steps;
       f.n += 1;

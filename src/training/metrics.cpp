@@ -6,17 +6,20 @@
 #include <cstdlib>
 #include <cstdio>
 #include <filesystem>
-#include <sstream>
+#include <cmath>
+#include <nlohmann/json.hpp>
 
 #include "mics/util/error.hpp"
 
 namespace mics::training {
 
 namespace {
-std::string number(double value) {
+// A float as the double nearest its 9-digit decimal form: the JSON shows "2.5", not "2.5000000953674316".
+double tidy(float value) {
+  if (!std::isfinite(value)) return value;
   char text[32];
-  std::snprintf(text, sizeof(text), "%.9g", value);
-  return text;
+  std::snprintf(text, sizeof(text), "%.9g", static_cast<double>(value));
+  return std::strtod(text, nullptr);
 }
 }  // namespace
 
@@ -43,34 +46,43 @@ double resident_bytes() {
 }
 
 std::string to_json(const StepRecord& r) {
-  std::ostringstream os;
-  os << "{\"step\":" << r.step + 1 << ",\"timestamp\":\"" << iso8601_utc(r.unix_time) << "\",\"loss\":" << number(r.loss) << ",\"lr\":" << number(r.lr)
-     << ",\"grad_norm\":" << number(r.grad_norm) << ",\"tokens_per_s\":" << number(r.tokens_per_s)
-     << ",\"flops_per_s\":" << number(r.flops_per_s) << ",\"mfu\":" << number(r.mfu)
-     << ",\"memory\":{\"rss\":" << number(r.rss_bytes) << ",\"device\":" << number(r.device_bytes) << '}';
+  // Insertion order kept: every record starts {"step":N, which the resume logic reads.
+  nlohmann::ordered_json j;
+  j["step"] = r.step + 1;
+  j["timestamp"] = iso8601_utc(r.unix_time);
+  j["loss"] = tidy(r.loss);
+  j["lr"] = tidy(r.lr);
+  j["grad_norm"] = r.grad_norm;
+  j["tokens_per_s"] = r.tokens_per_s;
+  j["flops_per_s"] = r.flops_per_s;
+  j["mfu"] = r.mfu;
+  j["memory"] = {{"rss", r.rss_bytes}, {"device", r.device_bytes}};
   if (r.spread) {
     const RankSpread& s = *r.spread;
-    os << ",\"ranks\":{\"slowest_s\":" << number(s.slowest_s) << ",\"slowest_rank\":" << s.slowest_rank
-       << ",\"fastest_s\":" << number(s.fastest_s) << ",\"fastest_rank\":" << s.fastest_rank
-       << ",\"max_rss\":" << number(s.max_rss_bytes) << ",\"max_rss_rank\":" << s.max_rss_rank
-       << ",\"max_device\":" << number(s.max_device_bytes) << '}';
+    j["ranks"] = {{"slowest_s", s.slowest_s},         {"slowest_rank", s.slowest_rank},
+                  {"fastest_s", s.fastest_s},         {"fastest_rank", s.fastest_rank},
+                  {"max_rss", s.max_rss_bytes},       {"max_rss_rank", s.max_rss_rank},
+                  {"max_device", s.max_device_bytes}};
   }
-  os << ",\"time\":{\"total\":" << number(r.times.total)
-     << ",\"compute\":" << number(r.times.compute) << ",\"gather_wait\":" << number(r.times.gather_wait)
-     << ",\"reduce_scatter\":" << number(r.times.reduce_scatter)
-     << ",\"replica_all_reduce\":" << number(r.times.replica_all_reduce)
-     << ",\"optimizer\":" << number(r.times.optimizer) << "},\"traffic\":{";
-  bool first = true;
+  j["time"] = {{"total", r.times.total},
+               {"compute", r.times.compute},
+               {"gather_wait", r.times.gather_wait},
+               {"reduce_scatter", r.times.reduce_scatter},
+               {"replica_all_reduce", r.times.replica_all_reduce},
+               {"optimizer", r.times.optimizer}};
+  nlohmann::ordered_json traffic = nlohmann::ordered_json::object();
   for (std::size_t k = 0; k < r.traffic.size(); ++k) {
     const comm::TrafficCounters& t = r.traffic[k];
     if (t.participants == 0) continue;
-    os << (first ? "" : ",") << '"' << topology::to_string(static_cast<topology::GroupKind>(k)) << "\":{\"collectives\":"
-       << t.collectives << ",\"bytes_sent\":" << t.bytes_sent << ",\"bytes_received\":" << t.bytes_received
-       << ",\"bytes_sent_off_node\":" << t.bytes_sent_off_node << ",\"participants\":" << t.participants << '}';
-    first = false;
+    traffic[std::string(topology::to_string(static_cast<topology::GroupKind>(k)))] = {
+        {"collectives", t.collectives},
+        {"bytes_sent", t.bytes_sent},
+        {"bytes_received", t.bytes_received},
+        {"bytes_sent_off_node", t.bytes_sent_off_node},
+        {"participants", t.participants}};
   }
-  os << "}}";
-  return os.str();
+  j["traffic"] = std::move(traffic);
+  return j.dump();
 }
 
 MetricsWriter::MetricsWriter(const std::string& path, long resumed_step) : path_(path) {
@@ -100,8 +112,11 @@ MetricsWriter::MetricsWriter(const std::string& path, long resumed_step) : path_
 void MetricsWriter::write(const StepRecord& record) { write_line(to_json(record)); }
 
 void MetricsWriter::write_validation(int step, float loss) {
-  write_line("{\"step\":" + std::to_string(step + 1) + ",\"timestamp\":\"" + iso8601_utc(unix_now()) +
-             "\",\"val_loss\":" + number(loss) + "}");
+  nlohmann::ordered_json j;
+  j["step"] = step + 1;
+  j["timestamp"] = iso8601_utc(unix_now());
+  j["val_loss"] = tidy(loss);
+  write_line(j.dump());
 }
 
 void MetricsWriter::write_line(const std::string& json) {

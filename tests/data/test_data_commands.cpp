@@ -26,11 +26,11 @@ std::vector<std::uint32_t> read_all(const std::string& pattern) {
   return tokens;
 }
 
-// Runs a data command; its errors propagate as they would to the CLI.
-std::string run(const std::vector<std::string>& args) {
+// Runs `mics data prepare` or `synth` through the data area (the command line itself is the mics
+// command's: tests/cli); its errors propagate as they would to the CLI.
+std::string prepare(const std::string& text, const std::string& out_dir, ShardOptions shards = {}) {
   std::ostringstream out;
-  const int status = data_command(args, out);
-  CHECK(status == 0);
+  prepare_text(text, out_dir, shards, out);
   return out.str();
 }
 
@@ -44,8 +44,10 @@ TEST_CASE("data prepare: bytes become tokens, the tail becomes val", "[data][com
   std::ofstream(text_path, std::ios::binary) << text;
   const std::string out_dir = dir.file("tokens");
 
-  const std::string printed =
-      run({"prepare", text_path, out_dir, "--val-fraction", "0.25", "--shard-tokens=300"});
+  ShardOptions shards;
+  shards.val_fraction = 0.25;
+  shards.shard_tokens = 300;
+  const std::string printed = prepare(text_path, out_dir, shards);
   CHECK_THAT(printed, Catch::Contains("wrote 750 train tokens") && Catch::Contains("(3 shards)") &&
                           Catch::Contains("wrote 250 val tokens"));
   const auto train = read_all(out_dir + "/train_*.bin");
@@ -58,25 +60,15 @@ TEST_CASE("data prepare: bytes become tokens, the tail becomes val", "[data][com
   }
 
   // A second run would mix old and new shards under one glob: refused unless forced.
-  CHECK_THROWS_WITH(run({"prepare", text_path, out_dir}), Catch::Contains("already holds token shards"));
-  run({"prepare", text_path, out_dir, "--val-fraction", "0.5", "--force"});
+  CHECK_THROWS_WITH(prepare(text_path, out_dir), Catch::Contains("already holds token shards"));
+  ShardOptions forced;
+  forced.val_fraction = 0.5;
+  forced.force = true;
+  prepare(text_path, out_dir, forced);
   CHECK(read_all(out_dir + "/train_*.bin").size() == 500);
   CHECK(read_all(out_dir + "/val_*.bin").size() == 500);
 
-  CHECK_THROWS_WITH(run({"prepare", dir.file("absent.txt"), out_dir}), Catch::Contains("absent.txt"));
-  CHECK_THROWS_WITH(run({"prepare", text_path, out_dir, "--val-fraction", "1.5"}),
-                    Catch::Contains("--val-fraction"));
-  CHECK_THROWS_WITH(run({"prepare", text_path, out_dir, "--shards", "3"}), Catch::Contains("unknown option --shards"));
-  CHECK_THROWS_WITH(run({"prepare", text_path}), Catch::Contains("expected TEXT OUTDIR"));
-}
-
-TEST_CASE("data: usage and unknown commands", "[data][commands]") {
-  std::ostringstream out;
-  CHECK(data_command({"--help"}, out) == 0);
-  CHECK_THAT(out.str(), Catch::Contains("prepare TEXT OUTDIR") && Catch::Contains("synth OUTDIR"));
-  std::ostringstream empty;
-  CHECK(data_command({}, empty) == mics::kExitUsage);
-  CHECK_THROWS_WITH(run({"shuffle"}), Catch::Contains("unknown command 'shuffle'"));
+  CHECK_THROWS_WITH(prepare(dir.file("absent.txt"), out_dir), Catch::Contains("absent.txt"));
 }
 
 TEST_CASE("markov chain: a two-state chain matches its closed form", "[data][markov]") {
@@ -114,8 +106,14 @@ TEST_CASE("data synth: the printed floor is the sample's conditional entropy", "
   TempDir dir("synth");
   const std::string out_dir = dir.file("synth");
   const std::size_t n = 1000000;
-  const std::string printed = run({"synth", out_dir, "--tokens", std::to_string(n), "--vocab", "64",
-                                   "--branching", "4", "--seed", "77", "--val-fraction", "0.1"});
+  SynthOptions synth;
+  synth.tokens = n;
+  synth.vocab = 64;
+  synth.branching = 4;
+  synth.seed = 77;
+  std::ostringstream out;
+  synth_markov(out_dir, synth, ShardOptions{}, out);
+  const std::string printed = out.str();
   std::smatch match;
   REQUIRE(std::regex_search(printed, match, std::regex("entropy floor: ([0-9.]+) nats/token")));
   const double floor = std::stod(match[1]);
@@ -148,8 +146,12 @@ TEST_CASE("data synth: the printed floor is the sample's conditional entropy", "
 
   // Same seed, same corpus.
   const std::string again = dir.file("again");
-  run({"synth", again, "--tokens", "5000", "--vocab", "64", "--seed", "77"});
-  run({"synth", dir.file("again2"), "--tokens", "5000", "--vocab", "64", "--seed", "77"});
+  SynthOptions small;
+  small.tokens = 5000;
+  small.vocab = 64;
+  small.seed = 77;
+  std::ostringstream ignored;
+  synth_markov(again, small, ShardOptions{}, ignored);
+  synth_markov(dir.file("again2"), small, ShardOptions{}, ignored);
   CHECK(read_all(again + "/train_*.bin") == read_all(dir.file("again2") + "/train_*.bin"));
-  CHECK_THROWS_WITH(run({"synth", again, "--branching", "0"}), Catch::Contains("--branching"));
 }

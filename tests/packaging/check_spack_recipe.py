@@ -19,14 +19,15 @@ KNOWN_PACKAGES = {
     "hdf5": {"mpi", "hl", "cxx", "shared"},
     "boost": {"program_options", "log", "thread", "filesystem", "date_time", "regex", "atomic", "chrono",
               "system", "shared", "multithreaded"},
-    "openblas": {"shared"}, "nccl": set(), "catch2": set(), "python": set(), "cuda": set(),
+    "openblas": {"shared"}, "nlohmann-json": set(), "nccl": set(), "catch2": set(), "python": set(), "cuda": set(),
 }
-# What a site needs: an MPI, parallel HDF5, Boost with program_options and log, OpenBLAS; NCCL with
+# What a site needs: an MPI, parallel HDF5, Boost with program_options and log, nlohmann-json, OpenBLAS; NCCL with
 # CUDA; Catch2 and Python with the tests.
 REQUIRED = [
     ("mpi", set(), None),
     ("hdf5", {"mpi"}, None),
     ("boost", {"program_options", "log"}, None),
+    ("nlohmann-json", set(), None),
     ("openblas", set(), None),
     ("cmake", set(), None),
     ("nccl", set(), "+cuda"),

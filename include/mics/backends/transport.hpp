@@ -6,6 +6,7 @@
 #include <string>
 
 #include "mics/backends/backend.hpp"
+#include "mics/comm/bench.hpp"
 #include "mics/comm/collectives.hpp"
 #include "mics/config/options.hpp"
 
@@ -33,5 +34,9 @@ using LastResort = std::function<void(const std::string& reason)>;
 std::unique_ptr<comm::Transport> make_data_transport(Backend& backend, const topology::Topology& topology,
                                                      comm::MpiTransport& mpi, config::DeviceCollectives choice,
                                                      const LastResort& on_unrecoverable = {});
+
+// The backend's memory as the buffers of `mics bench comm --device` (comm::BenchMemory); `backend` must
+// outlive the result.
+std::unique_ptr<comm::BenchMemory> bench_memory(Backend& backend);
 
 }  // namespace mics::backends

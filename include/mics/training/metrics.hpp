@@ -42,7 +42,8 @@ std::string iso8601_utc(double unix_seconds);
 // This process's resident set size (VmRSS of /proc/self/status) in bytes; 0 where unavailable.
 double resident_bytes();
 
-// One JSON object on one line.
+// One JSON object on one line (nlohmann::json). A NaN or infinite value (a diverged loss) is written as
+// null, so every line stays valid JSON.
 std::string to_json(const StepRecord& record);
 
 class MetricsWriter {

@@ -48,6 +48,8 @@ class Mics(CMakePackage, CudaPackage):
     depends_on("mpi")
     depends_on("hdf5@1.10:+mpi")
     depends_on("boost@1.74:+program_options+log+thread+filesystem+date_time+regex+atomic+chrono+system+shared")
+    # Header-only JSON (metrics, plan, calibration, safetensors); found through its CMake config.
+    depends_on("nlohmann-json@3.10:", type=("build", "link"))
     # OpenBLAS by name: CMake looks for it as the BLAS vendor (BLA_VENDOR=OpenBLAS). The kernels run in
     # OpenMP regions, so an OpenMP-threaded OpenBLAS avoids oversubscription.
     depends_on("openblas")
