@@ -112,6 +112,12 @@ std::vector<hsize_t> dataset_dims(hid_t dataset, const std::string& where) {
   return dims;
 }
 
+std::string dims_text(const std::vector<hsize_t>& dims) {
+  std::string text = "[";
+  for (std::size_t i = 0; i < dims.size(); ++i) text += (i ? ", " : "") + std::to_string(dims[i]);
+  return text + "]";
+}
+
 void select_flat_range(hid_t file_space, const std::vector<hsize_t>& dims, std::size_t begin, std::size_t end) {
   check(H5Sselect_none(file_space), "H5Sselect_none");
   if (begin >= end) return;

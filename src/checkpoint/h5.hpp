@@ -95,6 +95,8 @@ std::string read_string_attribute(hid_t object, const std::string& name, const s
 
 // Dimensions of a dataset (1-D or 2-D in a checkpoint).
 std::vector<hsize_t> dataset_dims(hid_t dataset, const std::string& where);
+// "[768, 3072]"
+std::string dims_text(const std::vector<hsize_t>& dims);
 
 // Selects elements [begin, end) of a row-major dataset of `dims` as a union of hyperslabs (partial
 // first row, full rows, partial last row). An empty range selects nothing.
@@ -112,6 +114,10 @@ bool is_float32(hid_t dataset, const std::string& where);
 
 }  // namespace mics::checkpoint::h5
 
+namespace mics::model {
+struct TensorInfo;
+}  // namespace mics::model
+
 namespace mics::checkpoint {
 struct Metadata;
 // The state file's metadata attributes (metadata.cpp): written with their checksum; read from a file
@@ -120,4 +126,8 @@ void write_metadata(hid_t file, const Metadata& metadata);
 Metadata read_metadata_from(hid_t file, const std::string& where);
 // The root attributes a file of this format version has, sorted by name.
 std::vector<std::string> metadata_attribute_names(std::int64_t format_version);
+// The dims of a tensor's dataset, after checking that they are the tensor's shape in the layout the
+// metadata describes and that it stores 4-byte floats (state_file.cpp): a reshaped or retyped dataset is
+// refused by name, by resume, verify, inspect and export alike.
+std::vector<hsize_t> tensor_dims(hid_t dataset, const model::TensorInfo& tensor, const std::string& where);
 }  // namespace mics::checkpoint

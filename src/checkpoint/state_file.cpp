@@ -153,9 +153,11 @@ void read_state_file(const fs::path& path, engine::Engine& engine, backends::Bac
       const std::vector<hsize_t> want = dims_of(tensor);
       for (int g = 0; g < 3; ++g) {
         const std::string name = std::string("/") + kTensorGroups[g] + "/" + tensor.name;
-        h5::Handle dataset = h5::open_dataset(groups[static_cast<std::size_t>(g)].get(), tensor.name, where);
-        if (h5::dataset_dims(dataset.get(), where + ": " + name) != want)
-          throw InputError(where + ": dataset " + name + " does not have the shape of the model's tensor");
+        const hid_t group = groups[static_cast<std::size_t>(g)].get();
+        if (H5Lexists(group, tensor.name.c_str(), H5P_DEFAULT) <= 0)
+          throw InputError(where + ": dataset " + name + " is missing");
+        h5::Handle dataset = h5::open_dataset(group, tensor.name, where);
+        tensor_dims(dataset.get(), tensor, where + ": dataset " + name);
         if (slice.begin == slice.end) continue;
         h5::Handle file_space = h5::checked(H5Dget_space(dataset.get()), H5Sclose, where + ": H5Dget_space");
         h5::select_flat_range(file_space.get(), want, slice.begin, slice.end);
@@ -173,6 +175,16 @@ void read_state_file(const fs::path& path, engine::Engine& engine, backends::Bac
 }
 
 }  // namespace
+
+std::vector<hsize_t> tensor_dims(hid_t dataset, const model::TensorInfo& tensor, const std::string& where) {
+  const std::vector<hsize_t> dims = h5::dataset_dims(dataset, where);
+  const std::vector<hsize_t> want = dims_of(tensor);
+  if (dims != want)
+    throw InputError(where + " has shape " + h5::dims_text(dims) + ", but the model the metadata describes needs " +
+                     h5::dims_text(want));
+  if (!h5::is_float32(dataset, where)) throw InputError(where + " does not store 32-bit floats");
+  return dims;
+}
 
 // Where this rank's shards hold a value that is not finite ("" when none): a state that must never be
 // committed. One pass over the shard on the host; cheap next to writing it.

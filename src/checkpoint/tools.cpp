@@ -37,12 +37,6 @@ std::string human_bytes(std::uintmax_t bytes) {
   return os.str();
 }
 
-std::string dims_text(const std::vector<hsize_t>& dims) {
-  std::string text = "[";
-  for (std::size_t i = 0; i < dims.size(); ++i) text += (i ? ", " : "") + std::to_string(dims[i]);
-  return text + "]";
-}
-
 // Reads elements [begin, end) of a float dataset (row-major) into `out`.
 void read_range(hid_t dataset, const std::vector<hsize_t>& dims, std::size_t begin, std::size_t end,
                 std::vector<float>& out, const std::string& where) {
@@ -66,18 +60,6 @@ std::size_t element_count(const std::vector<hsize_t>& dims) {
   std::size_t n = 1;
   for (hsize_t d : dims) n *= d;
   return n;
-}
-
-// The dims of a tensor's dataset, after checking that they are the tensor's shape in the layout the
-// metadata describes and that it stores 4-byte floats: a reshaped or retyped dataset is refused by name.
-std::vector<hsize_t> checked_tensor_dims(hid_t dataset, const model::TensorInfo& tensor, const std::string& where) {
-  const std::vector<hsize_t> dims = h5::dataset_dims(dataset, where);
-  const std::vector<hsize_t> want(tensor.shape.begin(), tensor.shape.end());
-  if (dims != want)
-    throw InputError(where + " has shape " + dims_text(dims) + ", but the model the metadata describes needs " +
-                     dims_text(want));
-  if (!h5::is_float32(dataset, where)) throw InputError(where + " does not store 32-bit floats");
-  return dims;
 }
 
 // A state file opened for a tool, with its metadata and the model layout it describes.
@@ -150,7 +132,7 @@ void inspect(const fs::path& checkpoint, std::ostream& out) {
     } else {
       ++found;
       try {
-        checked_tensor_dims(dataset.get(), *known, where);
+        tensor_dims(dataset.get(), *known, where);
       } catch (const Error& e) {
         mismatches.push_back(e.what());
       }
@@ -171,8 +153,8 @@ void inspect(const fs::path& checkpoint, std::ostream& out) {
       filters += id == H5Z_FILTER_FLETCHER32 ? "fletcher32" : filter_name.data();
     }
     total += element_count(dims);
-    out << "  " << std::left << std::setw(32) << name << std::setw(16) << dims_text(dims) << std::setw(12)
-        << element_count(dims) << std::setw(16) << (chunked ? dims_text(chunk) : "contiguous")
+    out << "  " << std::left << std::setw(32) << name << std::setw(16) << h5::dims_text(dims) << std::setw(12)
+        << element_count(dims) << std::setw(16) << (chunked ? h5::dims_text(chunk) : "contiguous")
         << (filters.empty() ? "none" : filters) << '\n';
   }
   out << "  total " << total << " parameters\n\neffective deck at save time:\n" << m.deck;
@@ -192,20 +174,21 @@ std::vector<std::string> verify(const fs::path& checkpoint, std::ostream& progre
   const model::ParamLayout layout(ckpt.metadata.model);
   std::vector<std::string> problems;
   const auto compare_names = [&](const std::vector<std::string>& found, std::vector<std::string> expected,
-                                 const std::string& where, const char* kind) {
+                                 const char* kind, const std::string& prefix) {
     std::sort(expected.begin(), expected.end());
     std::vector<std::string> missing, extra;
     std::set_difference(expected.begin(), expected.end(), found.begin(), found.end(), std::back_inserter(missing));
     std::set_difference(found.begin(), found.end(), expected.begin(), expected.end(), std::back_inserter(extra));
-    for (const std::string& name : missing) problems.push_back(where + ": " + kind + " " + name + " is missing");
+    for (const std::string& name : missing) problems.push_back(ckpt.path + ": " + kind + prefix + name + " is missing");
     for (const std::string& name : extra)
-      problems.push_back(where + ": " + kind + " " + name + " is not part of the checkpoint the metadata describes");
+      problems.push_back(ckpt.path + ": " + kind + prefix + name +
+                         " is not part of the checkpoint the metadata describes");
   };
   // Every attribute and every object, against what the metadata's format and model say must be there.
   const std::vector<std::string> attributes = h5::attribute_names(ckpt.file.get(), ckpt.path);
-  compare_names(attributes, metadata_attribute_names(ckpt.metadata.format_version), ckpt.path, "root attribute");
+  compare_names(attributes, metadata_attribute_names(ckpt.metadata.format_version), "root attribute ", "");
   compare_names(h5::link_names(ckpt.file.get(), ckpt.path),
-                std::vector<std::string>(std::begin(kTensorGroups), std::end(kTensorGroups)), ckpt.path, "object /");
+                std::vector<std::string>(std::begin(kTensorGroups), std::end(kTensorGroups)), "object ", "/");
   std::vector<std::string> tensor_names;
   for (const model::TensorInfo& tensor : layout.tensors()) tensor_names.push_back(tensor.name);
 
@@ -217,7 +200,8 @@ std::vector<std::string> verify(const fs::path& checkpoint, std::ostream& progre
     h5::Handle group;
     try {
       group = h5::open_group(ckpt.file.get(), group_name, ckpt.path);
-      compare_names(h5::link_names(group.get(), group_where), tensor_names, group_where, "dataset");
+      compare_names(h5::link_names(group.get(), group_where), tensor_names, "dataset ",
+                    std::string("/") + group_name + "/");
     } catch (const Error& e) {
       problems.push_back(e.what());
       continue;
@@ -227,7 +211,7 @@ std::vector<std::string> verify(const fs::path& checkpoint, std::ostream& progre
       if (H5Lexists(group.get(), tensor.name.c_str(), H5P_DEFAULT) <= 0) continue;  // reported as missing
       try {
         h5::Handle dataset = h5::open_dataset(group.get(), tensor.name, group_where);
-        const std::vector<hsize_t> dims = checked_tensor_dims(dataset.get(), tensor, where);
+        const std::vector<hsize_t> dims = tensor_dims(dataset.get(), tensor, where);
         read_range(dataset.get(), dims, 0, element_count(dims), buffer, where);
         const auto bad = std::count_if(buffer.begin(), buffer.end(), [](float x) { return !std::isfinite(x); });
         if (bad > 0)
@@ -274,7 +258,7 @@ void export_llmc(OpenCheckpoint& ckpt, hid_t params, std::ofstream& out, const s
       const std::string name = layered ? "h." + std::to_string(layer) + "." + std::string(suffix) : std::string(suffix);
       const std::string where = ckpt.path + ": dataset /params/" + name;
       h5::Handle dataset = h5::open_dataset(params, name, ckpt.path + ": /params");
-      const std::vector<hsize_t> dims = checked_tensor_dims(dataset.get(), layout.tensor(name), where);
+      const std::vector<hsize_t> dims = tensor_dims(dataset.get(), layout.tensor(name), where);
       read_range(dataset.get(), dims, 0, element_count(dims), buffer, where);
       write_or_throw(out, buffer.data(), buffer.size() * sizeof(float), out_where);
     }
@@ -317,7 +301,7 @@ void export_safetensors(OpenCheckpoint& ckpt, hid_t params, std::ofstream& out, 
   for (const Planned& p : plan) {
     const std::string where = ckpt.path + ": dataset /params/" + p.tensor->name;
     h5::Handle dataset = h5::open_dataset(params, p.tensor->name, ckpt.path + ": /params");
-    const std::vector<hsize_t> dims = checked_tensor_dims(dataset.get(), *p.tensor, where);
+    const std::vector<hsize_t> dims = tensor_dims(dataset.get(), *p.tensor, where);
     read_range(dataset.get(), dims, 0, p.numel, buffer, where);
     if (huggingface_transposed(p.tensor->name)) {
       const std::size_t rows = dims[0], columns = dims[1];  // nn.Linear (out, in) -> Conv1D (in, out)
@@ -378,7 +362,7 @@ model::GptShape read_parameters(const fs::path& path, std::vector<std::vector<fl
   for (const model::TensorInfo& tensor : layout.tensors()) {
     const std::string where = ckpt.path + ": dataset /params/" + tensor.name;
     h5::Handle dataset = h5::open_dataset(params.get(), tensor.name, ckpt.path + ": /params");
-    const std::vector<hsize_t> dims = checked_tensor_dims(dataset.get(), tensor, where);
+    const std::vector<hsize_t> dims = tensor_dims(dataset.get(), tensor, where);
     read_range(dataset.get(), dims, 0, tensor.numel, buffer, where);
     std::copy(buffer.begin(), buffer.end(),
               units[static_cast<std::size_t>(tensor.unit)].begin() + static_cast<std::ptrdiff_t>(tensor.offset));

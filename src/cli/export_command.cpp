@@ -46,7 +46,7 @@ int export_command(const Args& args) {
     return kExitOk;
   } catch (const Error& e) {
     std::cerr << "mics export: error: " << e.what() << '\n';
-    return kExitFailure;
+    return e.exit_status();  // 2 for a checkpoint that is unreadable, corrupt or of another shape
   }
 }
 

@@ -56,6 +56,7 @@ std::string to_json(const StepRecord& r) {
   j["tokens_per_s"] = r.tokens_per_s;
   j["flops_per_s"] = r.flops_per_s;
   j["mfu"] = r.mfu;
+  if (!r.skipped.empty()) j["skipped"] = r.skipped;  // the step changed nothing (train.nonfinite = skip)
   j["memory"] = {{"rss", r.rss_bytes}, {"device", r.device_bytes}};
   if (r.spread) {
     const RankSpread& s = *r.spread;

@@ -421,6 +421,7 @@ int run_training(const RunSetup& s) {
     record.tokens_per_s = tokens_per_step / result.times.total;
     record.flops_per_s = record.tokens_per_s * flops_per_token;
     record.times = result.times;
+    if (result.nonfinite != engine::NonFinite::none) record.skipped = engine::to_string(result.nonfinite);
     record.traffic = result.traffic;
     record.unix_time = unix_now();
     record.mfu = world_peak > 0 ? record.flops_per_s / world_peak : 0;

@@ -33,6 +33,7 @@ struct StepRecord {
   double rss_bytes = 0;          // rank 0's resident memory (VmRSS)
   double device_bytes = 0;       // rank 0's device memory in use (cuda; 0 on cpu)
   std::optional<RankSpread> spread;  // every train.skew_every steps
+  std::string skipped;               // what was not finite when the numerics guard skipped the step; else ""
 };
 
 // Seconds since the epoch, now.
