@@ -61,6 +61,17 @@ std::optional<fs::path> read_latest(const fs::path& run_dir) {
   return run_dir / name;
 }
 
+std::optional<std::string> malformed_latest(const fs::path& run_dir) {
+  const fs::path path = run_dir / kLatestFileName;
+  std::error_code ec;
+  if (!fs::exists(fs::symlink_status(path, ec)) || read_latest(run_dir)) return std::nullopt;
+  std::ifstream in(path, std::ios::binary);
+  std::string text(200, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(in ? text.size() : static_cast<std::size_t>(std::max<std::streamsize>(in.gcount(), 0)));
+  return text;
+}
+
 fs::path state_file(const fs::path& checkpoint) {
   std::error_code ec;
   if (fs::is_regular_file(checkpoint, ec)) return checkpoint;

@@ -17,6 +17,7 @@
 #include "mics/checkpoint/checkpoint.hpp"
 #include "mics/model/llmc_file.hpp"
 #include "mics/util/error.hpp"
+#include "mics/util/printable.hpp"
 
 namespace mics::checkpoint {
 
@@ -85,6 +86,18 @@ void list_run(const fs::path& run_dir, std::ostream& out) {
   if (!fs::is_directory(run_dir, ec)) throw InputError(run_dir.string() + ": not a directory");
   const std::vector<Entry> entries = list_checkpoints(run_dir);
   const std::optional<fs::path> latest = read_latest(run_dir);
+  // A `latest` that names nothing usable: resume ignores it and takes the newest committed checkpoint.
+  std::string latest_problem;
+  if (const std::optional<std::string> garbage = malformed_latest(run_dir)) {
+    latest_problem = "holds '" + printable(*garbage) + "', not the name of a checkpoint (step_<N>)";
+  } else if (latest && std::none_of(entries.begin(), entries.end(),
+                                    [&](const Entry& e) { return e.committed && e.path == *latest; })) {
+    latest_problem = "names " + latest->filename().string() + ", which is missing";
+  }
+  if (!latest_problem.empty())
+    out << "warning: " << (run_dir / kLatestFileName).string() << ' ' << latest_problem
+        << ": resume ignores it and takes the newest committed checkpoint\n";
+  const auto newest_committed = std::find_if(entries.rbegin(), entries.rend(), [](const Entry& e) { return e.committed; });
   if (entries.empty()) {
     out << "no checkpoints in " << run_dir.string() << '\n';
     return;
@@ -93,7 +106,11 @@ void list_run(const fs::path& run_dir, std::ostream& out) {
   for (const Entry& e : entries) {
     const std::string state = e.committed ? "committed" : "partial";
     out << std::left << std::setw(10) << e.step << std::setw(12) << state << std::setw(12) << human_bytes(directory_bytes(e.path))
-        << e.path.string() << (latest && *latest == e.path ? "  <- latest" : "") << '\n';
+        << e.path.string() << (latest && *latest == e.path ? "  <- latest" : "")
+        << (!latest_problem.empty() && newest_committed != entries.rend() && &*newest_committed == &e
+                ? "  <- resume (latest is unusable)"
+                : "")
+        << '\n';
   }
 }
 

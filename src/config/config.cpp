@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "mics/util/error.hpp"
+#include "mics/util/printable.hpp"
 
 namespace mics::config {
 
@@ -34,6 +35,21 @@ std::string_view strip_comment(std::string_view line) {
     }
   }
   return line;
+}
+
+// The first byte a deck line or value may not hold: NUL and the other control characters but tab (a
+// NUL would also end the value wherever it is passed on as a C string). npos when there is none.
+std::size_t forbidden_control(std::string_view text) {
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if ((c < 0x20 && c != '\t') || c == 0x7F) return i;
+  }
+  return std::string_view::npos;
+}
+
+// "a NUL byte", "the control character \x1b"
+std::string control_name(char c) {
+  return c == '\0' ? std::string("a NUL byte (\\0)") : "the control character " + printable(std::string_view(&c, 1));
 }
 
 std::string lower(std::string_view text) {
@@ -79,7 +95,7 @@ bool in_range(const KeyDef& def, double value) {
 // Checks `value` against the key's type and bounds; returns the text to store (canonical for ints and
 // bools). Throws mics::Error prefixed with `where` ("file:line: " or "command line: ").
 std::string check_value(const KeyDef& def, std::string_view value, const std::string& where) {
-  const std::string stated = where + def.name + " = " + std::string(value);
+  const std::string stated = where + def.name + " = " + printable(value);
   const std::string auto_note = def.allow_auto ? " or 'auto'" : "";
   if (def.allow_auto && value == "auto") return "auto";
   switch (def.type) {
@@ -162,7 +178,10 @@ Config Config::parse(std::string_view deck_text, std::string_view deck_path,
     config.explicitly_set_[def.name] = false;
   }
 
-  const std::string path = deck_path.empty() ? std::string("deck") : std::string(deck_path);
+  const std::string path = deck_path.empty() ? std::string("deck") : printable(deck_path);
+  // A UTF-8 byte-order mark, as some editors write at the start of a file, is not part of the first line.
+  constexpr std::string_view kBom = "\xEF\xBB\xBF";
+  if (deck_text.substr(0, kBom.size()) == kBom) deck_text.remove_prefix(kBom.size());
   const std::vector<std::string> known_sections = sections();
   std::map<std::string, int, std::less<>> line_of_key;
   std::string section;
@@ -175,9 +194,15 @@ Config Config::parse(std::string_view deck_text, std::string_view deck_path,
     start = end + 1;
     ++line_number;
     const std::string where = path + ":" + std::to_string(line_number) + ": ";
+    // A CR before the newline (a deck saved with CRLF line ends) is whitespace; anywhere else it is not.
+    const std::string_view line = !raw.empty() && raw.back() == '\r' ? raw.substr(0, raw.size() - 1) : raw;
+    if (const std::size_t bad = forbidden_control(line); bad != std::string_view::npos) {
+      throw InputError(where + "the line holds " + control_name(line[bad]) + " at column " + std::to_string(bad + 1) +
+                       ": '" + printable(line) + "'");
+    }
     const std::string_view text = trim(strip_comment(raw));
     if (text.empty()) continue;
-    const std::string shown(trim(raw));
+    const std::string shown = printable(trim(raw));
 
     if (text.front() == '[') {
       if (text.back() != ']') {
@@ -185,7 +210,7 @@ Config Config::parse(std::string_view deck_text, std::string_view deck_path,
       }
       const std::string name(trim(text.substr(1, text.size() - 2)));
       if (std::find(known_sections.begin(), known_sections.end(), name) == known_sections.end()) {
-        throw InputError(where + "unknown section '[" + name + "]' (did you mean '[" + closest_section(name) +
+        throw InputError(where + "unknown section '[" + printable(name) + "]' (did you mean '[" + closest_section(name) +
                     "]'?)");
       }
       section = name;
@@ -199,12 +224,13 @@ Config Config::parse(std::string_view deck_text, std::string_view deck_path,
     const std::string key(trim(text.substr(0, equals)));
     const std::string_view value = trim(text.substr(equals + 1));
     if (section.empty()) {
-      throw InputError(where + "key '" + key + "' comes before any [section] header");
+      throw InputError(where + "key '" + printable(key) + "' comes before any [section] header");
     }
     const std::string full_name = section + "." + key;
     const KeyDef* def = find_key(full_name);
     if (def == nullptr) {
-      throw InputError(where + "unknown key '" + full_name + "' (did you mean '" + closest_key(full_name) + "'?)");
+      throw InputError(where + "unknown key '" + printable(full_name) + "' (did you mean '" + closest_key(full_name) +
+                       "'?)");
     }
     if (const auto previous = line_of_key.find(full_name); previous != line_of_key.end()) {
       throw InputError(where + "duplicate key '" + full_name + "' (already set on line " +
@@ -221,18 +247,23 @@ Config Config::parse(std::string_view deck_text, std::string_view deck_path,
   for (const auto& override_text : overrides) {
     const std::size_t equals = override_text.find('=');
     if (equals == std::string::npos) {
-      throw InputError(where + "option '--" + override_text + "' needs a value (--section.key=value)");
+      throw InputError(where + "option '--" + printable(override_text) + "' needs a value (--section.key=value)");
     }
     const std::string key(trim(std::string_view(override_text).substr(0, equals)));
     const std::string_view value = trim(std::string_view(override_text).substr(equals + 1));
     const KeyDef* def = find_key(key);
     if (def == nullptr) {
-      throw InputError(where + "unknown option '--" + key + "' (did you mean '--" + closest_key(key) + "'?)");
+      throw InputError(where + "unknown option '--" + printable(key) + "' (did you mean '--" + closest_key(key) +
+                       "'?)");
     }
     if (value.empty()) throw InputError(where + "option '--" + key + "' has no value");
     // The effective configuration travels as a deck, so a value must be one a deck can hold.
     if (value.find('\n') != std::string_view::npos || strip_comment(value).size() != value.size()) {
       throw InputError(where + "option '--" + key + "': a value cannot contain a newline or ' #'");
+    }
+    if (const std::size_t bad = forbidden_control(value); bad != std::string_view::npos) {
+      throw InputError(where + "option '--" + key + "': the value holds " + control_name(value[bad]) + ": '" +
+                       printable(value) + "'");
     }
     config.values_[key] = check_value(*def, value, where);
     config.explicitly_set_[key] = true;

@@ -14,6 +14,7 @@
 
 #include "mics/config/config.hpp"
 #include "mics/util/error.hpp"
+#include "mics/util/printable.hpp"
 
 namespace mics::config {
 
@@ -23,18 +24,19 @@ constexpr std::int64_t kStatusOk = 0;
 constexpr std::int64_t kStatusError = 1;
 
 std::string read_deck_file(const std::string& path) {
+  const std::string shown = printable(path);
   std::error_code ec;
   const std::filesystem::file_status status = std::filesystem::status(path, ec);
-  if (!std::filesystem::exists(status)) throw InputError("input deck '" + path + "' does not exist");
-  if (std::filesystem::is_directory(status)) throw InputError("input deck '" + path + "' is a directory");
+  if (!std::filesystem::exists(status)) throw InputError("input deck '" + shown + "' does not exist");
+  if (std::filesystem::is_directory(status)) throw InputError("input deck '" + shown + "' is a directory");
   // Opening a FIFO would wait for a writer forever, on every rank that tries.
   if (!std::filesystem::is_regular_file(status))
-    throw InputError("input deck '" + path + "' is not a regular file (a FIFO, device or socket)");
+    throw InputError("input deck '" + shown + "' is not a regular file (a FIFO, device or socket)");
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError("cannot read input deck '" + path + "'");
+  if (!in) throw InputError("cannot read input deck '" + shown + "'");
   std::ostringstream text;
   text << in.rdbuf();
-  if (in.bad()) throw InputError("cannot read input deck '" + path + "'");
+  if (in.bad()) throw InputError("cannot read input deck '" + shown + "'");
   return text.str();
 }
 

@@ -5,6 +5,7 @@
 #include "mics/config/config.hpp"
 
 #include "mics/util/error.hpp"
+#include "mics/util/printable.hpp"
 
 namespace mics::config {
 
@@ -74,7 +75,7 @@ Options read_options(const Config& c) {
     o.model.init = ModelOptions::Init::llmc;
     o.model.init_path = o.model.init_text.substr(5);
   } else {
-    throw InputError("model.init = " + o.model.init_text + ": not understood (expected gpt2 or llmc:PATH)");
+    throw InputError("model.init = " + printable(o.model.init_text) + ": not understood (expected gpt2 or llmc:PATH)");
   }
 
   o.data.train = c.get_string("data.train");

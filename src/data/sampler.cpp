@@ -4,6 +4,7 @@
 #include <string>
 
 #include "mics/util/error.hpp"
+#include "mics/util/printable.hpp"
 #include "mics/util/splitmix.hpp"
 
 namespace mics::data {
@@ -17,12 +18,12 @@ BatchSampler::BatchSampler(const TokenDataset& dataset, int seq_len, std::uint64
   starts_.push_back(0);
   for (const TokenShard& shard : dataset.shards()) {
     if (shard.size() < needed) {
-      throw InputError("token shard " + shard.path() + ": too small: " + std::to_string(shard.size()) +
+      throw InputError("token shard " + printable(shard.path()) + ": too small: " + std::to_string(shard.size()) +
                   " tokens, but one sequence needs seq_len + 1 = " + std::to_string(needed));
     }
     starts_.push_back(starts_.back() + (shard.size() - needed + 1));
   }
-  if (starts_.size() < 2) throw InputError("batch sampler: no shards in " + dataset.pattern());
+  if (starts_.size() < 2) throw InputError("batch sampler: no shards in " + printable(dataset.pattern()));
   if (order_ != Order::sequential) return;
   if (sequences_per_step_ == 0) throw InputError("batch sampler: data.order = sequential needs the global batch");
   const std::uint64_t step_tokens = sequences_per_step_ * static_cast<std::uint64_t>(seq_len);
@@ -30,7 +31,7 @@ BatchSampler::BatchSampler(const TokenDataset& dataset, int seq_len, std::uint64
   for (const TokenShard& shard : dataset.shards())
     steps_prefix_.push_back(steps_prefix_.back() + (shard.size() > step_tokens ? (shard.size() - 1) / step_tokens : 0));
   if (steps_prefix_.back() == 0)
-    throw InputError("data.order = sequential: no shard of " + dataset.pattern() + " holds one step of " +
+    throw InputError("data.order = sequential: no shard of " + printable(dataset.pattern()) + " holds one step of " +
                      std::to_string(sequences_per_step_) + " sequences x " + std::to_string(seq_len) +
                      " tokens + 1 (make the global batch smaller, or use data.order = shuffle)");
 }
@@ -53,8 +54,7 @@ void BatchSampler::read_at(std::uint64_t position, std::int32_t* inputs, std::in
   const TokenShard& shard = dataset_->shards()[shard_index];
   const std::size_t offset = position - starts_[shard_index];
   const auto t = static_cast<std::size_t>(seq_len_);
-  shard.copy(offset, t, inputs);
-  shard.copy(offset + 1, t, targets);
+  shard.copy_sequence(offset, t, inputs, targets);
 }
 
 void BatchSampler::sequence(std::uint64_t step, std::uint64_t index_in_global_batch, std::int32_t* inputs,
@@ -62,8 +62,7 @@ void BatchSampler::sequence(std::uint64_t step, std::uint64_t index_in_global_ba
   if (order_ == Order::sequential) {
     const Window w = sequential_window(step, index_in_global_batch);
     const TokenShard& shard = dataset_->shards()[w.shard];
-    shard.copy(w.first_token, static_cast<std::size_t>(seq_len_), inputs);
-    shard.copy(w.first_token + 1, static_cast<std::size_t>(seq_len_), targets);
+    shard.copy_sequence(w.first_token, static_cast<std::size_t>(seq_len_), inputs, targets);
     return;
   }
   // Counter-based: hash the (seed, step, index) triple, each mixed in before the next.

@@ -10,6 +10,7 @@
 #include "mics/comm/mpi_transport.hpp"
 #include "mics/log/log.hpp"
 #include "mics/util/error.hpp"
+#include "mics/util/printable.hpp"
 
 namespace mics::training {
 
@@ -36,6 +37,9 @@ std::vector<fs::path> auto_candidates(const fs::path& run_dir) {
       MICS_LOG(warning) << "checkpoint: " << (run_dir / kLatestFileName).string() << " names " << latest->string()
                         << ", which is missing: trying the newest committed checkpoint instead";
     }
+  } else if (const std::optional<std::string> garbage = checkpoint::malformed_latest(run_dir)) {
+    MICS_LOG(warning) << "checkpoint: " << (run_dir / kLatestFileName).string() << " holds '" << printable(*garbage)
+                      << "', not the name of a checkpoint (step_<N>): trying the newest committed checkpoint instead";
   }
   std::vector<fs::path> candidates;
   for (auto e = entries.rbegin(); e != entries.rend(); ++e) {

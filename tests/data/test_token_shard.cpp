@@ -143,3 +143,29 @@ TEST_CASE("token shards: writer splits a stream into numbered shards", "[data][s
   CHECK(data.shards()[2].size() == 5);
   CHECK(data.shards()[2].token(4) == 24);
 }
+
+TEST_CASE("token shard: a file cut short after opening is an InputError, not a SIGBUS", "[data][shard]") {
+  TempDir dir("shard");
+  std::vector<std::uint32_t> tokens(5000);
+  for (std::size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<std::uint32_t>(i);
+  const std::string path = dir.file("cut.bin");
+  write_token_shard(path, tokens);
+  const TokenShard shard(path);
+  std::vector<std::int32_t> inputs(64), targets(64);
+  shard.copy_sequence(100, 64, inputs.data(), targets.data());
+  CHECK(inputs[0] == 100);
+  CHECK(targets[63] == 164);
+
+  std::filesystem::resize_file(path, 1024 + 2 * 1000);  // tokens 1000.. are gone
+  shard.copy_sequence(900, 64, inputs.data(), targets.data());  // before the cut: still readable
+  CHECK(targets[63] == 964);
+  try {
+    shard.copy_sequence(3000, 64, inputs.data(), targets.data());
+    FAIL("read past the cut");
+  } catch (const mics::InputError& e) {
+    CHECK(std::string(e.what()) == "token shard " + path + " shrank from 11024 to 3024 bytes while the job ran "
+                                   "(reading 130 bytes at offset 7024)");
+  }
+  CHECK_THROWS_AS(shard.token(4999), mics::InputError);
+  CHECK_THROWS_AS(shard.check_vocab(50304), mics::InputError);
+}

@@ -84,6 +84,10 @@ std::string step_dir_name(std::int64_t step);
 std::vector<Entry> list_checkpoints(const std::filesystem::path& run_dir);
 // The directory `latest` names, when the pointer exists and names a step_<N> directory.
 std::optional<std::filesystem::path> read_latest(const std::filesystem::path& run_dir);
+// What `latest` holds (at most its first 200 bytes, raw: quote it with mics::printable) when it exists but
+// names no step_<N> directory -- garbage from a hand edit or a disk fault -- so callers can say so rather
+// than treat it as absent; nullopt when `latest` is absent or well formed.
+std::optional<std::string> malformed_latest(const std::filesystem::path& run_dir);
 // The state file of a checkpoint: PATH itself when it is a file, else PATH/state.h5.
 std::filesystem::path state_file(const std::filesystem::path& checkpoint);
 

@@ -1,7 +1,9 @@
 // llm.c token shards: a 256 x int32 little-endian header, then the tokens.
 //   magic 20240520, version 1: uint16 tokens (file size = 1024 + 2*N)
 //   magic 20240801, version 7: uint32 tokens (file size = 1024 + 4*N)
-// A shard is memory-mapped read-only; a data set is every file a glob pattern matches, sorted.
+// A shard is read with pread from a descriptor held open, never mapped: a file truncated while the job
+// runs then gives a short read, raised as an InputError naming the file, not a SIGBUS that kills the
+// rank without a word. A data set is every file a glob pattern matches, sorted.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -20,7 +22,8 @@ inline constexpr std::size_t kShardHeaderBytes = kShardHeaderInts * sizeof(std::
 
 enum class TokenWidth { U16, U32 };
 
-// One shard, mapped read-only for as long as the object lives (move-only).
+// One shard, held open read-only for as long as the object lives (move-only). Every read throws
+// InputError naming the file, the offset and the sizes at open and now if the file shrank since.
 class TokenShard {
  public:
   // Validates magic, version and size; throws mics::Error naming the file and the problem.
@@ -37,16 +40,24 @@ class TokenShard {
   std::uint32_t token(std::size_t i) const;
   // Copies tokens [begin, begin + count) into out, widened to int32.
   void copy(std::size_t begin, std::size_t count, std::int32_t* out) const;
+  // One training sequence in one read: tokens [begin, begin + count] as inputs = the first count,
+  // targets = the last count.
+  void copy_sequence(std::size_t begin, std::size_t count, std::int32_t* inputs, std::int32_t* targets) const;
   // Throws mics::Error naming the file, position and value of the first token >= vocab.
   void check_vocab(std::uint32_t vocab) const;
 
  private:
-  void unmap() noexcept;
+  void close_file() noexcept;
+  void read_bytes(std::size_t offset, std::size_t bytes, void* out) const;
+  // Calls sink(k, token) for k = 0..count-1, token = token(begin + k).
+  template <class Sink>
+  void read_tokens(std::size_t begin, std::size_t count, Sink&& sink) const;
+  void check_range(std::size_t begin, std::size_t count) const;
 
   std::string path_;
-  void* map_ = nullptr;
-  std::size_t map_bytes_ = 0;
-  const unsigned char* tokens_ = nullptr;
+  std::string shown_;  // path_ as messages quote it (printable)
+  int fd_ = -1;
+  std::size_t file_bytes_ = 0;  // at open
   std::size_t num_tokens_ = 0;
   TokenWidth width_ = TokenWidth::U16;
 };
