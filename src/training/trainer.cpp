@@ -27,6 +27,7 @@
 #include "mics/training/metrics.hpp"
 #include "mics/training/stop_signals.hpp"
 #include "mics/util/error.hpp"
+#include "mics/util/printable.hpp"
 
 namespace mics::training {
 
@@ -107,7 +108,7 @@ Data open_data(const config::Options& options, const model::ModelSpec& model, st
         dataset->check_vocab(static_cast<std::uint32_t>(model.shape.vocab));
         sampler = std::make_unique<data::BatchSampler>(*dataset, model.seq_len, options.run.seed, order, global_batch);
       } catch (const Error& e) {
-        throw InputError(std::string(key) + " = " + pattern + ": " + e.what());
+        throw InputError(std::string(key) + " = " + printable(pattern) + ": " + e.what());
       }
     };
     open("data.train", options.data.train, d.train, d.train_sampler, options.data.order);
