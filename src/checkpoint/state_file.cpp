@@ -221,7 +221,7 @@ void save(engine::Engine& engine, backends::Backend& backend, const topology::To
     if (const std::string where = non_finite_state(engine, backend, layout); !where.empty())
       error = "the model state holds non-finite values (" + where + ")";
   }
-  const comm::Patience agreement{patience.limit, "the agreement on a checkpoint", {}};
+  const comm::Patience agreement{patience.limit, "the agreement on the " + what, {}};
   error = comm::first_error(world, error, agreement);
   if (!error.empty()) throw CheckpointError(what + " NOT written: " + error, ErrorScope::all_ranks);
   if (world_root) {
@@ -251,7 +251,10 @@ void save(engine::Engine& engine, backends::Backend& backend, const topology::To
   // Committed only when every writer succeeded. The ranks that do not write wait here for as long as the
   // checkpoint's files keep growing.
   std::uintmax_t written = 0;
-  const comm::Patience while_written{patience.limit, "waiting for the checkpoint's writers", [&] {
+  const comm::Patience while_written{patience.limit,
+                                     "waiting for the writers of the " + what + " (the files in " +
+                                         partial_dir.string() + " stopped growing)",
+                                     [&] {
                                        const std::uintmax_t now = directory_file_bytes(partial_dir);
                                        return std::exchange(written, now) != now;
                                      }};

@@ -43,7 +43,7 @@ void wait_forever(MPI_Request& request) { MICS_MPI_CHECK(MPI_Wait(&request, MPI_
 
 Wait bounded(const Group& group, const Patience& patience) {
   return [&group, &patience](MPI_Request& request) {
-    wait_or_give_up(request, patience.limit, patience.what, group, patience.progress);
+    wait_or_give_up(request, patience.limit, patience.what.c_str(), group, patience.progress);
   };
 }
 

@@ -6,6 +6,9 @@ a success, and never a requeue status (75):
    names the first one, which verifies and resumes.
 2. The same, stopped by SIGUSR1 at a step whose checkpoint cannot be written: 74, not 75.
 3. checkpoint.dir is a regular file: refused before training starts (2), naming the key.
+4. checkpoint.dir turns read-only (remount) while the job runs: the next checkpoint stops the job with 74
+   and "Read-only file system"; `latest` names the previous one, which verifies.
+5. checkpoint.dir read-only from the start: refused before training (2), naming the key.
 
 Root is needed to mount the tmpfs (the test's own, in its scratch directory, unmounted at the end);
 elsewhere the test skips with 77."""
@@ -99,6 +102,42 @@ def main():
                      "signal without room: exit %s, expected 74 (not 75)\n%s" % (proc.returncode, log[-1500:]))
         checks.check("SIGUSR1 received" in log and "state.h5 failed" in log,
                      "signal without room: the log says which checkpoint failed:\n" + log[-1500:])
+
+        # 4. The directory turns read-only while the job runs: the next checkpoint fails with 74 and the
+        # reason; the one before stays `latest` and verifies.
+        for entry in os.listdir(mount):
+            subprocess.run(["rm", "-rf", os.path.join(mount, entry)])
+        log_path = os.path.join(runner.dir, "readonly.log")
+        argv = ["train", "--deck", runner.deck("tiny.ini"), "--run.name=ro", "--train.steps=100000",
+                "--train.val_every=0", "--checkpoint.every_steps=20", "--checkpoint.dir=" + mount] + LAYOUT
+        proc = ckpt_test.start_mpi(runner, 4, argv, log_path)
+        try:
+            ckpt_test.wait_for(lambda: os.path.exists(os.path.join(mount, "ro", "step_20")), 60, "step_20")
+            subprocess.run(["mount", "-o", "remount,ro", mount], check=True)
+            start = time.monotonic()
+            proc.wait(timeout=90)
+            seconds = time.monotonic() - start
+        finally:
+            ckpt_test.stop_group(proc)
+        with open(log_path) as f:
+            log = f.read()
+        checks.check(proc.returncode == EXIT_CHECKPOINT, "read-only: exit %s, expected 74\n%s" % (proc.returncode, log[-1500:]))
+        checks.check(seconds < 60, "read-only: stopped %.1f s after the remount" % seconds)
+        checks.check("Read-only file system" in log and "NOT written" in log,
+                     "read-only: the message gives the reason:\n" + log[-1500:])
+        with open(os.path.join(mount, "ro", "latest")) as f:
+            newest = f.read().strip()
+        checks.check(newest.startswith("step_"), "read-only: latest names a committed checkpoint: " + newest)
+        verify = runner.run_serial(["ckpt", "verify", os.path.join(mount, "ro", newest)], check=False)
+        checks.check(verify.returncode == 0, "read-only: %s verifies: %s" % (newest, verify.stdout + verify.stderr))
+
+        # 5. Read-only from the start: refused before training (2), naming the key.
+        proc = runner.run_mpi(4, ["train", "--deck", runner.deck("tiny.ini"), "--run.name=ro2", "--train.steps=2",
+                                  "--checkpoint.every_steps=1", "--checkpoint.dir=" + mount] + LAYOUT,
+                              timeout=60, check=False)
+        log = proc.stdout + proc.stderr
+        checks.check(proc.returncode == 2, "read-only at start: exit %d, expected 2\n%s" % (proc.returncode, log[-1500:]))
+        checks.check("checkpoint.dir" in log, "read-only at start: the message names checkpoint.dir:\n" + log[-1000:])
     finally:
         subprocess.run(["umount", mount])
 

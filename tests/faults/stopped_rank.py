@@ -1,7 +1,13 @@
 """A rank that stops making progress (SIGSTOP) while training must not leave its peers spinning forever:
 with a short run.timeout the others give up on the collective they wait in, name the operation, the
 group and its ranks, and the job ends with exit status 1 within the timeout plus a few seconds, with no
-process left. The checkpoint the run started from still verifies."""
+process left. The checkpoint the run started from still verifies.
+
+The same while a checkpoint is being written (every dataset slowed to 150 ms, so the write lasts many
+times the timeout): a legitimate slow write completes (the writers count each dataset as progress, the
+ranks that wait for them watch the file grow); a writer stopped in the middle of it stops the job with
+exit 1 and a message naming the write, `latest` still names the previous checkpoint, which verifies and
+resumes to the reference losses."""
 import os
 import signal
 import sys
@@ -11,6 +17,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "checkpoint"))
 import ckpt_test  # noqa: E402
 import mics_test  # noqa: E402
+sys.path.insert(0, os.path.dirname(__file__))
+import faultlib  # noqa: E402
 
 TIMEOUT_MINUTES = 0.1  # 6 s
 
@@ -66,7 +74,41 @@ def main():
         newest = os.path.join(runner.dir, "ckpt", "stopped", f.read().strip())
     verify = runner.run_serial(["ckpt", "verify", newest], check=False)
     checks.check(verify.returncode == 0, "the newest committed checkpoint verifies: " + verify.stdout + verify.stderr)
+    during_checkpoint_write(args, checks)
     checks.finish()
+
+
+def during_checkpoint_write(args, checks):
+    faults = faultlib.Faults(args)
+    faults.checks = checks
+    timeout = ["--run.timeout=%g" % TIMEOUT_MINUTES]
+    slow = {"MICS_CHECKPOINT_WRITE_DELAY_MS": "150"}
+    faults.run("reference", faults.train_argv("ref", "--train.steps=8", "--checkpoint.every_steps=0",
+                                              "--checkpoint.at_end=false"), 0, 60)
+    reference = faults.losses("ref")
+
+    # A slow write that makes progress: never timed out.
+    log = faults.run("slow write", faults.train_argv("slow", "--train.steps=3", "--checkpoint.every_steps=3",
+                                                    *timeout), 0, 120, ["checkpoint written: ckpt/slow/step_3"],
+                     env=slow)
+    # A writer stopped in the middle of the next one.
+    job = faults.start("stopped writer", faults.train_argv("slow", "--train.steps=8", "--checkpoint.every_steps=6",
+                                                          *timeout), env=slow)
+    partial = os.path.join(faults.run_dir("slow"), "step_6.partial", "state.h5")
+    try:
+        ckpt_test.wait_for(lambda: os.path.exists(partial) and os.path.getsize(partial) > 0, 60, partial)
+        time.sleep(0.5)
+        os.kill(ckpt_test.rank_pid(job.proc.pid, 1), signal.SIGSTOP)  # rank 1 writes with rank 0 (p = 2)
+    except BaseException:
+        ckpt_test.stop_group(job.proc)
+        raise
+    log = faults.finish("stopped writer", job, 1, int(60 * TIMEOUT_MINUTES) + 30,
+                        ["made no progress", "run.timeout", "checkpoint at step 6"])
+    checks.check(faults.latest("slow").endswith("step_3"), "stopped writer: latest still names step_3")
+    faults.newest_verifies("stopped writer", "slow")
+    faults.run("resume", faults.train_argv("slow", "--train.steps=8", "--checkpoint.every_steps=0"), 0, 60,
+               ["resumed from ckpt/slow/step_3 "])
+    faults.same_losses("stopped writer", "slow", reference, 3)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ using topology::Group;
 // PeerError naming `what` and the group's ranks.
 struct Patience {
   std::chrono::milliseconds limit{0};  // 0: as long as it takes
-  const char* what = "an agreement";
+  std::string what = "an agreement";
   std::function<bool()> progress;
 };
 
