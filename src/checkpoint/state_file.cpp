@@ -14,6 +14,7 @@
 #include "mics/log/log.hpp"
 #include "mics/util/progress_watchdog.hpp"
 #include "mics/util/error.hpp"
+#include "sharded_file.hpp"
 #include "store.hpp"
 
 namespace mics::checkpoint {
@@ -174,6 +175,29 @@ void read_state_file(const fs::path& path, engine::Engine& engine, backends::Bac
   }
 }
 
+// Format 3: this rank's shard of every unit from the pieces that hold it, whatever layout wrote them.
+void read_pieces(const fs::path& path, engine::Engine& engine, backends::Backend& backend,
+                 const model::ParamLayout& layout, const Metadata& metadata) {
+  check_model(path.string(), metadata.model, layout.shape());
+  PieceReader reader(path.parent_path(), metadata);
+  std::vector<float> host;
+  for (std::size_t u = 0; u < layout.units().size(); ++u) {
+    const engine::UnitSharding& sharding = engine.sharding()[u];
+    host.assign(3 * sharding.shard_numel, 0.0f);  // padding stays zero, as the engine keeps it
+    for (int t : layout.units()[u].tensors) {
+      const Slice slice = slice_of(layout.tensors()[static_cast<std::size_t>(t)], sharding);
+      if (slice.begin == slice.end) continue;
+      for (int kind = 0; kind < 3; ++kind)
+        reader.read(kind, t, slice.begin, slice.end, host.data() + kind * sharding.shard_numel + slice.shard_offset);
+    }
+    const int unit = static_cast<int>(u);
+    float* const shards[3] = {engine.master_shard(unit), engine.adam_m_shard(unit), engine.adam_v_shard(unit)};
+    for (int kind = 0; kind < 3; ++kind)
+      backend.copy_from_host(shards[kind], host.data() + kind * sharding.shard_numel,
+                             sharding.shard_numel * sizeof(float));
+  }
+}
+
 }  // namespace
 
 std::vector<hsize_t> tensor_dims(hid_t dataset, const model::TensorInfo& tensor, const std::string& where) {
@@ -215,6 +239,8 @@ void save(engine::Engine& engine, backends::Backend& backend, const topology::To
   h5::QuietErrors quiet;
 
   const std::string what = "checkpoint at step " + std::to_string(metadata.step);
+  Metadata single_file = metadata;
+  single_file.format_version = kSingleFileFormatVersion;
   // A state that is not finite is never committed: it could only resume into the same failure.
   std::string error;
   if (writer) {
@@ -238,8 +264,8 @@ void save(engine::Engine& engine, backends::Backend& backend, const topology::To
     try {
       ProgressWatchdog watchdog(patience.limit, patience.on_stall, partial_dir,
                                 what + ": writing " + (partial_dir / kStateFileName).string());
-      write_state_file(partial_dir / kStateFileName, engine, backend, topology.partition().handle(), layout, metadata,
-                       watchdog);
+      write_state_file(partial_dir / kStateFileName, engine, backend, topology.partition().handle(), layout,
+                       single_file, watchdog);
     } catch (const std::exception& e) {
       // Every HDF5 call in the file is collective over the writers: a rank that fails part-way (disk
       // full on its aggregator) would leave its peers waiting in the next one. This rank's error stops
@@ -280,7 +306,11 @@ LoadResult load(const fs::path& checkpoint, engine::Engine& engine, backends::Ba
   LoadResult result;
   Metadata metadata;
   try {
-    read_state_file(state_file(checkpoint), engine, backend, layout, metadata);
+    metadata = read_metadata(state_file(checkpoint));
+    if (metadata.format_version >= 3)
+      read_pieces(state_file(checkpoint), engine, backend, layout, metadata);
+    else
+      read_state_file(state_file(checkpoint), engine, backend, layout, metadata);
   } catch (const std::exception& e) {
     result.error = e.what();
   }

@@ -11,9 +11,12 @@
 #include <iomanip>
 #include <iterator>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 
 #include "h5.hpp"
+#include "pieces.hpp"
+#include "sharded_file.hpp"
 #include "mics/checkpoint/checkpoint.hpp"
 #include "mics/model/llmc_file.hpp"
 #include "mics/util/error.hpp"
@@ -68,10 +71,28 @@ struct OpenCheckpoint {
   std::string path;
   h5::Handle file;
   Metadata metadata;
+  std::optional<PieceReader> pieces;  // format 3: tensors are read from the rank files, each piece verified
   explicit OpenCheckpoint(const fs::path& checkpoint)
       : path(state_file(checkpoint).string()),
         file(h5::open_file_read(path)),
-        metadata(read_metadata_from(file.get(), path)) {}
+        metadata(read_metadata_from(file.get(), path)) {
+    if (metadata.format_version >= 3) pieces.emplace(fs::path(path).parent_path(), metadata);
+  }
+  // Elements [0, count) of a tensor of kind `kind`: from its pieces (format 3; a virtual dataset would read
+  // a missing file as zeros) or from the dataset itself (Fletcher32 checked by HDF5).
+  void read(hid_t dataset, const std::vector<hsize_t>& dims, int kind, const model::TensorInfo& tensor,
+            std::size_t count, std::vector<float>& out, const std::string& where) {
+    if (!pieces) {
+      read_range(dataset, dims, 0, count, out, where);
+      return;
+    }
+    const std::vector<model::TensorInfo>& tensors = pieces->layout().tensors();
+    const auto found = std::find_if(tensors.begin(), tensors.end(),
+                                    [&](const model::TensorInfo& t) { return t.name == tensor.name; });
+    if (found == tensors.end()) throw InputError(where + ": not a tensor of the checkpoint's model");
+    out.resize(count);
+    pieces->read(kind, static_cast<int>(found - tensors.begin()), 0, count, out.data());
+  }
 };
 
 void write_or_throw(std::ofstream& out, const void* data, std::size_t bytes, const std::string& where) {
@@ -170,8 +191,15 @@ void inspect(const fs::path& checkpoint, std::ostream& out) {
       filters += id == H5Z_FILTER_FLETCHER32 ? "fletcher32" : filter_name.data();
     }
     total += element_count(dims);
+    const bool is_virtual = H5Pget_layout(create.get()) == H5D_VIRTUAL;
+    if (is_virtual) {
+      std::size_t mappings = 0;
+      H5Pget_virtual_count(create.get(), &mappings);
+      filters = std::to_string(mappings) + " pieces, xxh64 each";
+    }
     out << "  " << std::left << std::setw(32) << name << std::setw(16) << h5::dims_text(dims) << std::setw(12)
-        << element_count(dims) << std::setw(16) << (chunked ? h5::dims_text(chunk) : "contiguous")
+        << element_count(dims) << std::setw(16)
+        << (is_virtual ? std::string("virtual") : chunked ? h5::dims_text(chunk) : "contiguous")
         << (filters.empty() ? "none" : filters) << '\n';
   }
   out << "  total " << total << " parameters\n\neffective deck at save time:\n" << m.deck;
@@ -229,18 +257,32 @@ std::vector<std::string> verify(const fs::path& checkpoint, std::ostream& progre
       try {
         h5::Handle dataset = h5::open_dataset(group.get(), tensor.name, group_where);
         const std::vector<hsize_t> dims = tensor_dims(dataset.get(), tensor, where);
+        ++datasets;
+        if (ckpt.pieces) continue;  // its pieces are checked below, each against its checksum
         read_range(dataset.get(), dims, 0, element_count(dims), buffer, where);
         const auto bad = std::count_if(buffer.begin(), buffer.end(), [](float x) { return !std::isfinite(x); });
         if (bad > 0)
           throw InputError(where + " holds " + std::to_string(bad) + " values that are not finite");
-        ++datasets;
+      } catch (const Error& e) {
+        problems.push_back(e.what());
+      }
+    }
+  }
+  std::size_t pieces = 0;
+  if (ckpt.pieces) {
+    for (const Piece& piece : ckpt.pieces->plan()) {
+      try {
+        ckpt.pieces->check(piece);
+        ++pieces;
       } catch (const Error& e) {
         problems.push_back(e.what());
       }
     }
   }
   const std::size_t expected = std::size(kTensorGroups) * layout.tensors().size();
-  progress << "checked " << datasets << " of " << expected << " datasets and " << attributes.size()
+  progress << "checked " << datasets << " of " << expected << " datasets";
+  if (ckpt.pieces) progress << " (" << pieces << " of " << ckpt.pieces->plan().size() << " pieces in rank files)";
+  progress << " and " << attributes.size()
            << " attributes of " << ckpt.path << " (format " << ckpt.metadata.format_version
            << (ckpt.metadata.format_version >= 2 ? ", metadata checksum verified" : ", no metadata checksum")
            << "): " << (problems.empty() ? "every checksum verified, every shape as the metadata describes" : std::to_string(problems.size()) + " problems")
@@ -276,7 +318,7 @@ void export_llmc(OpenCheckpoint& ckpt, hid_t params, std::ofstream& out, const s
       const std::string where = ckpt.path + ": dataset /params/" + name;
       h5::Handle dataset = h5::open_dataset(params, name, ckpt.path + ": /params");
       const std::vector<hsize_t> dims = tensor_dims(dataset.get(), layout.tensor(name), where);
-      read_range(dataset.get(), dims, 0, element_count(dims), buffer, where);
+      ckpt.read(dataset.get(), dims, 0, layout.tensor(name), element_count(dims), buffer, where);
       write_or_throw(out, buffer.data(), buffer.size() * sizeof(float), out_where);
     }
   }
@@ -319,7 +361,7 @@ void export_safetensors(OpenCheckpoint& ckpt, hid_t params, std::ofstream& out, 
     const std::string where = ckpt.path + ": dataset /params/" + p.tensor->name;
     h5::Handle dataset = h5::open_dataset(params, p.tensor->name, ckpt.path + ": /params");
     const std::vector<hsize_t> dims = tensor_dims(dataset.get(), *p.tensor, where);
-    read_range(dataset.get(), dims, 0, p.numel, buffer, where);
+    ckpt.read(dataset.get(), dims, 0, *p.tensor, p.numel, buffer, where);
     if (huggingface_transposed(p.tensor->name)) {
       const std::size_t rows = dims[0], columns = dims[1];  // nn.Linear (out, in) -> Conv1D (in, out)
       transposed.resize(buffer.size());
@@ -380,7 +422,7 @@ model::GptShape read_parameters(const fs::path& path, std::vector<std::vector<fl
     const std::string where = ckpt.path + ": dataset /params/" + tensor.name;
     h5::Handle dataset = h5::open_dataset(params.get(), tensor.name, ckpt.path + ": /params");
     const std::vector<hsize_t> dims = tensor_dims(dataset.get(), tensor, where);
-    read_range(dataset.get(), dims, 0, tensor.numel, buffer, where);
+    ckpt.read(dataset.get(), dims, 0, tensor, tensor.numel, buffer, where);
     std::copy(buffer.begin(), buffer.end(),
               units[static_cast<std::size_t>(tensor.unit)].begin() + static_cast<std::ptrdiff_t>(tensor.offset));
   }

@@ -3,6 +3,7 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <sstream>
 #include <utility>
 
@@ -74,6 +75,9 @@ RunCheckpoints::RunCheckpoints(const config::Options& options, const topology::P
       run_dir_(fs::path(options.checkpoint.dir) / options.run.name),
       retention_{options.checkpoint.keep, options.checkpoint.keep_every},
       patience_(std::move(patience)),
+      writer_(engine, backend, topology, layout, run_dir_, retention_, patience_),
+      single_file_format_(std::getenv(checkpoint::kWriteFormatEnv) != nullptr &&
+                          std::string(std::getenv(checkpoint::kWriteFormatEnv)) == "2"),
       last_write_(Clock::now()) {}
 
 std::optional<ResumePoint> RunCheckpoints::load_or_explain(const fs::path& path, std::string& error) {
@@ -162,25 +166,32 @@ void RunCheckpoints::write(std::int64_t steps_done, std::int64_t tokens_seen) {
   metadata.replicas = shape.replicas;
   metadata.ranks_per_node = shape.ranks_per_node;
   metadata.strategy = std::string(config::to_string(plan_.strategy));
-  checkpoint::save(engine_, backend_, topology_, layout_, metadata, run_dir_, retention_, patience_);
+  if (single_file_format_)
+    checkpoint::save(engine_, backend_, topology_, layout_, metadata, run_dir_, retention_, patience_);
+  else
+    writer_.start(metadata);  // the rest happens in the background, committed by a later after_step()
   last_write_ = Clock::now();
 }
 
 RunCheckpoints::Next RunCheckpoints::after_step(std::int64_t steps_done, std::int64_t tokens_seen,
                                                           bool training_complete) {
-  // [0]: a stop signal on any rank; [1]: rank 0's clock says a timed checkpoint is due.
+  // [0]: a stop signal on any rank; [1]: rank 0's clock says a timed checkpoint is due; [2]: a rank whose
+  // part of the checkpoint in flight is still being written.
   const double every_seconds = options_.checkpoint.every_minutes * 60.0;
-  int local[2] = {signals_.received(), 0};
+  int local[3] = {signals_.received(), 0, writer_.ended_here() ? 0 : 1};
   if (topology_.placement().world_rank == 0 && every_seconds > 0)
     local[1] = std::chrono::duration<double>(Clock::now() - last_write_).count() >= every_seconds;
-  int agreed[2] = {0, 0};
+  int agreed[3] = {0, 0, 0};
   MPI_Request request = MPI_REQUEST_NULL;
-  MICS_MPI_CHECK(MPI_Iallreduce(local, agreed, 2, MPI_INT, MPI_MAX, topology_.world().handle(), &request));
+  MICS_MPI_CHECK(MPI_Iallreduce(local, agreed, 3, MPI_INT, MPI_MAX, topology_.world().handle(), &request));
   comm::wait_or_give_up(request, patience_.limit, "the step's agreement on checkpoints", topology_.world());
+  // Every rank's write has ended: commit it now (or stop with the failure), while training goes on.
+  if (writer_.in_flight() && agreed[2] == 0) writer_.finish();
 
   if (agreed[0] != 0) {
     MICS_LOG(warning) << StopSignals::name(agreed[0]) << " received: writing a checkpoint at step " << steps_done;
-    write(steps_done, tokens_seen);  // a checkpoint that cannot be written throws: no exit 75 without one
+    write(steps_done, tokens_seen);
+    writer_.finish();  // a checkpoint that cannot be written throws: no exit 75 without one committed
     if (training_complete) return Next::train_on;
     MICS_LOG(warning) << "checkpoint written; stopping with exit status " << kExitRequeue
                       << ": requeue the job to resume";
@@ -196,6 +207,7 @@ RunCheckpoints::Next RunCheckpoints::after_step(std::int64_t steps_done, std::in
       MICS_LOG(info) << "writing the final checkpoint at step " << steps_done;
     write(steps_done, tokens_seen);
   }
+  if (training_complete) writer_.finish();  // the run ends with every checkpoint committed
   return Next::train_on;
 }
 

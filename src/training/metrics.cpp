@@ -120,6 +120,15 @@ void MetricsWriter::write_validation(int step, float loss) {
   write_line(j.dump());
 }
 
+void MetricsWriter::write_checkpoint(const checkpoint::WriteReport& report) {
+  nlohmann::ordered_json j;
+  j["step"] = report.step;
+  j["timestamp"] = iso8601_utc(unix_now());
+  j["checkpoint"] = {{"path", report.path.string()}, {"bytes", report.bytes},     {"stall_s", report.stall_s},
+                     {"write_s", report.write_s},    {"commit_s", report.commit_s}, {"mb_per_s", report.mb_per_s()}};
+  write_line(j.dump());
+}
+
 void MetricsWriter::write_line(const std::string& json) {
   if (!out_.is_open()) return;
   out_ << json << '\n';

@@ -405,9 +405,16 @@ int run_training(const RunSetup& s) {
     const StepResult result = engine.step(step, lr, train_batch(step));
     // The guard's outcome is the same on every rank: all skip or stop together, and no state that is not
     // finite ever reaches a checkpoint.
-    skipped_in_row = result.nonfinite == engine::NonFinite::none
-                         ? 0
-                         : refuse_nonfinite_step(train, step, result, skipped_in_row, checkpoints.run_dir());
+    if (result.nonfinite == engine::NonFinite::none) {
+      skipped_in_row = 0;
+    } else {
+      try {
+        skipped_in_row = refuse_nonfinite_step(train, step, result, skipped_in_row, checkpoints.run_dir());
+      } catch (const Error&) {
+        checkpoints.finish_writes();  // every rank stops here alike: the checkpoint in flight still commits
+        throw;
+      }
+    }
     tokens_done += tokens_per_step;
     tokens_seen += static_cast<std::int64_t>(tokens_per_step);
     seconds_done += result.times.total;
@@ -457,8 +464,17 @@ int run_training(const RunSetup& s) {
       MICS_LOG(info) << "step " << step + 1 << " | val loss " << last_val;
       metrics.write_validation(step, last_val);
     }
-    if (checkpoints.after_step(step + 1, tokens_seen, step + 1 == train.steps) == RunCheckpoints::Next::stop_for_requeue)
-      return kExitRequeue;
+    const RunCheckpoints::Next next = checkpoints.after_step(step + 1, tokens_seen, step + 1 == train.steps);
+    if (const std::optional<checkpoint::WriteReport> report = checkpoints.take_report()) {
+      char line[200];
+      std::snprintf(line, sizeof(line),
+                    "checkpoint step %lld: %llu bytes, stall %.3f s, written in %.3f s (%.1f MB/s), commit %.3f s",
+                    static_cast<long long>(report->step), static_cast<unsigned long long>(report->bytes),
+                    report->stall_s, report->write_s, report->mb_per_s(), report->commit_s);
+      MICS_LOG(info) << line;
+      metrics.write_checkpoint(*report);
+    }
+    if (next == RunCheckpoints::Next::stop_for_requeue) return kExitRequeue;
   }
 
   if (!train.save_final.empty()) save_final_weights(train.save_final, gpt.layout(), engine, rank);

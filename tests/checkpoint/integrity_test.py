@@ -5,13 +5,13 @@
    verifies, and auto resume skips step_10.partial with a warning naming it and completes the run with
    exactly the losses of an uninterrupted run.
 2. Bytes flipped inside the data of /params/wte.weight of the newest checkpoint: mics ckpt verify exits
-   non-zero naming that dataset; auto resume warns naming the checkpoint and falls back to the previous
+   non-zero naming that dataset (its piece in the rank file that holds it); auto resume warns naming the checkpoint and falls back to the previous
    one (the ranks whose chunk is damaged and the others agree); naming it with train.resume=PATH is an
    error naming it, on every rank.
 3. train.resume=PATH of a .partial directory is an error saying it is not committed.
-4. One writer rank fails part-way through a file (MICS_CHECKPOINT_FAIL_RANK) while its peers are in
-   collective HDF5 calls: the job stops within seconds (no hang) naming the checkpoint, `latest` still
-   names the previous checkpoint, and the run resumes from it."""
+4. One writer rank fails part-way through its file (MICS_CHECKPOINT_FAIL_RANK) while its peers write
+   theirs: the job stops within seconds (no hang) naming the checkpoint, `latest` still names the
+   previous checkpoint, and the run resumes from it."""
 import os
 import shutil
 import time
@@ -65,14 +65,20 @@ def main():
     llmc = os.path.join(runner.dir, "step20.bin")
     runner.run_serial(["export", newest, "--format", "llmc", llmc])
     _, weights = ckpt_test.read_llmc(llmc)
-    state = os.path.join(newest, "state.h5")
-    with open(state, "rb") as f:
-        data = bytearray(f.read())
-    at = data.find(weights[:64])  # wte is the first tensor of an llm.c file
-    checks.check(at > 0 and data.find(weights[:64], at + 1) < 0, "wte's bytes found once in the state file")
+    # The file that holds them: the index (format 3 keeps the tensors in the rank files it maps).
+    hits = []
+    for entry in sorted(os.listdir(newest)):
+        with open(os.path.join(newest, entry), "rb") as f:
+            data = bytearray(f.read())
+        at = data.find(weights[:64])  # wte is the first tensor of an llm.c file
+        if at >= 0:
+            hits.append((entry, at, data))
+    checks.check(len(hits) == 1 and hits[0][2].find(weights[:64], hits[0][1] + 1) < 0,
+                 "wte's bytes found once in the checkpoint's files: %s" % [h[0] for h in hits])
+    entry, at, data = hits[0]
     for i in range(16):
         data[at + 4 * i + 1] ^= 0xFF
-    with open(state, "wb") as f:
+    with open(os.path.join(newest, entry), "wb") as f:
         f.write(data)
     verify = runner.run_serial(["ckpt", "verify", newest], check=False)
     checks.check(verify.returncode != 0 and "/params/wte.weight" in verify.stderr,

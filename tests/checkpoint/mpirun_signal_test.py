@@ -23,7 +23,7 @@ def main():
     def lines():
         try:
             with open(metrics) as f:
-                return sum(1 for line in f if line.strip())
+                return sum(1 for line in f if "\"loss\"" in line)  # steps (checkpoint records too are lines)
         except OSError:
             return 0
 

@@ -5,6 +5,7 @@
 //   h5_edit FILE delete DATASET            unlink a dataset
 //   h5_edit FILE copy DATASET NEW_PATH     a second copy of a dataset under another name (an extra dataset)
 //   h5_edit FILE delete-attr ATTRIBUTE     remove a root attribute
+//   h5_edit FILE list GROUP                print the names in a group, one per line
 #include <hdf5.h>
 
 #include <cstdio>
@@ -70,6 +71,16 @@ int main(int argc, char** argv) {
     const std::vector<hsize_t> swapped = dims.size() == 2 ? std::vector<hsize_t>{dims[1], dims[0]}
                                                           : std::vector<hsize_t>{1, dims[0]};
     write_new(file, target, swapped, values);
+  } else if (action == "list") {
+    const hid_t group = valid(H5Gopen2(file, target.c_str(), H5P_DEFAULT), "no group " + target);
+    H5G_info_t info{};
+    succeeded(H5Gget_info(group, &info), "H5Gget_info");
+    for (hsize_t i = 0; i < info.nlinks; ++i) {
+      char name[512] = {};
+      H5Lget_name_by_idx(group, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof(name), H5P_DEFAULT);
+      std::printf("%s\n", name);
+    }
+    H5Gclose(group);
   } else if (action == "delete-attr") {
     succeeded(H5Adelete(file, target.c_str()), "H5Adelete");
   } else if (action == "delete") {

@@ -31,8 +31,10 @@
 
 namespace mics::checkpoint {
 
-// 2: the metadata checksum. Readers take 1 (no checksum) too.
-inline constexpr std::int64_t kFormatVersion = 2;
+// 3: every rank writes a file of its own, state.h5 is the index (virtual datasets). 2: one state file with
+// a metadata checksum. 1: the same without. Readers take all three.
+inline constexpr std::int64_t kFormatVersion = 3;
+inline constexpr std::int64_t kSingleFileFormatVersion = 2;
 inline constexpr std::int64_t kOldestFormatVersion = 1;
 // Root attribute: CRC-64/XZ of every other root attribute in a canonical text (metadata.cpp), as int64 bits.
 inline constexpr const char* kMetadataChecksumAttribute = "metadata_crc64";
@@ -45,9 +47,12 @@ inline constexpr const char* kTensorGroups[] = {"params", "adam_m", "adam_v"};
 // Fault injection for tests: milliseconds each writer rank sleeps after every dataset it writes,
 // so a test can kill a rank while a checkpoint is being written.
 inline constexpr const char* kWriteDelayEnv = "MICS_CHECKPOINT_WRITE_DELAY_MS";
-// Fault injection for tests: the world rank named here fails after writing its first dataset, while
-// its peers are inside the file's collective calls (the job must stop, not hang, and keep `latest`).
+// Fault injection for tests: the world rank named here fails after writing its first dataset (the job
+// must stop, not hang, and keep `latest`).
 inline constexpr const char* kWriteFailRankEnv = "MICS_CHECKPOINT_FAIL_RANK";
+// For tests of old checkpoints: "2" makes the run write format 2 (one file, partition group 0, collective
+// parallel HDF5, in the foreground), the format mics wrote before format 3.
+inline constexpr const char* kWriteFormatEnv = "MICS_CHECKPOINT_WRITE_FORMAT";
 
 // Everything a checkpoint records besides the tensors.
 struct Metadata {

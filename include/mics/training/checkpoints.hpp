@@ -9,6 +9,7 @@
 #include <string>
 
 #include "mics/checkpoint/checkpoint.hpp"
+#include "mics/checkpoint/writer.hpp"
 #include "mics/config/options.hpp"
 #include "mics/topology/plan.hpp"
 #include "mics/training/stop_signals.hpp"
@@ -43,6 +44,11 @@ class RunCheckpoints {
   // After a signal it writes one and returns stop_for_requeue (unless training is complete): the
   // caller exits with kExitRequeue. A checkpoint that cannot be written throws CheckpointError.
   Next after_step(std::int64_t steps_done, std::int64_t tokens_seen, bool training_complete);
+  // Collective over the world: commits the checkpoint still being written (a run that stops on an error
+  // every rank shares loses nothing already staged). Throws CheckpointError when it cannot be committed.
+  void finish_writes() { writer_.finish(); }
+  // What the checkpoint committed last cost (world rank 0 only), once; for the metrics.
+  std::optional<checkpoint::WriteReport> take_report() { return writer_.take_report(); }
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -59,6 +65,8 @@ class RunCheckpoints {
   std::filesystem::path run_dir_;
   checkpoint::Retention retention_;
   checkpoint::IoPatience patience_;  // run.timeout and the last resort of the writers' watchdog
+  checkpoint::CheckpointWriter writer_;
+  bool single_file_format_ = false;  // tests of old checkpoints (checkpoint::kWriteFormatEnv)
   Clock::time_point last_write_;
 };
 

@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 
+#include "mics/checkpoint/writer.hpp"
 #include "mics/engine/engine.hpp"
 
 namespace mics::training {
@@ -57,6 +58,8 @@ class MetricsWriter {
   void write(const StepRecord& record);
   // {"step": step + 1, "val_loss": loss}, numbers as in write().
   void write_validation(int step, float loss);
+  // {"step":N,"timestamp":...,"checkpoint":{"bytes":B,"stall_s":S,"write_s":W,"commit_s":C,"mb_per_s":M}}
+  void write_checkpoint(const checkpoint::WriteReport& report);
   const std::string& path() const { return path_; }
 
  private:
