@@ -9,9 +9,11 @@ PREFIX ?= /usr/local
 JOBS ?= $(shell nproc)
 CTEST_ARGS ?=
 
-# Debian 12 packages the build and the tests need.
+# Debian 12 packages the build and the tests need (python3-h5py: the tests open a checkpoint's index file
+# the way a user does).
 DEB_PACKAGES := build-essential cmake libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools \
-                libboost-program-options-dev libboost-log-dev nlohmann-json3-dev catch2 libopenblas-dev python3
+                libboost-program-options-dev libboost-log-dev nlohmann-json3-dev catch2 libopenblas-dev python3 \
+                python3-h5py
 
 .PHONY: all deps deps-run build test run install fuzz test-sanitize bench bench-comm bench-model bench-strategies bench-cluster deps-bench-cluster clean distclean deps-slurm
 
