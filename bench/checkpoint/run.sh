@@ -15,7 +15,8 @@
 #   --steps N          training steps per run [3]; --every K: a checkpoint every K steps [1] (and after the last)
 #   --seq-len T        sequence length [64]; micro-batch 1, so a step stays short on a CPU
 #   --timeout S        limit per training, seconds [900]
-#   --keep             keep the checkpoints afterwards (removed by default; each is about 1.5 GB)
+#   --keep             keep the checkpoints afterwards (by default each training's are removed once their
+#                      sizes are recorded, so the disk holds at most one training's: 3 x 1.6 GB)
 # Extra `mics train` options after `--` go to every training, e.g. -- --model.preset=tiny.
 #
 # Output: the table of bench/checkpoint/summarize.py (one row per rank count, then every checkpoint) on
@@ -125,13 +126,16 @@ for n in $ranks; do
   if (( rc != 0 )); then
     tail -n 20 "$log" >&2
   fi
-  runs+=("$n:$log:$dir/runs/$name/metrics.jsonl:$ckpt/$name")
+  # The sizes of its checkpoints, then (unless --keep) the checkpoints go: at most one run's on the disk.
+  sizes=$dir/logs/np$n.sizes.json
+  python3 "$here/summarize.py" --save-sizes "$ckpt/$name" "$sizes"
+  if (( ! keep )); then
+    rm -rf "${ckpt:?}/$name"
+  fi
+  runs+=("$n:$log:$dir/runs/$name/metrics.jsonl:$sizes")
 done
 
 rc=0
 python3 "$here/summarize.py" --dd-bytes "$dd_bytes" --dd-seconds "$dd_seconds" --dd-note "$dd_note" \
     --json "$dir/results.json" "${runs[@]}" | tee "$dir/results.txt" || rc=$?
-if (( ! keep )); then
-  for n in $ranks; do rm -rf "${ckpt:?}/ckpt-np$n"; done
-fi
 exit "$rc"

@@ -3,9 +3,13 @@
 
     python3 bench/checkpoint/summarize.py --dd-bytes B --dd-seconds S RUN [RUN ...] [--json FILE]
 
-RUN is RANKS:LOG:METRICS:CKPT_RUN_DIR -- the rank count, the run's console log (rank 0's lines, with
-timestamps), its metrics.jsonl and its checkpoint folder (<checkpoint.dir>/<run.name>). bench/checkpoint/run.sh
-runs the trainings and calls this; it can also be run again on the files a run left.
+RUN is RANKS:LOG:METRICS:CKPT -- the rank count, the run's console log (rank 0's lines, with
+timestamps), its metrics.jsonl and either its checkpoint folder (<checkpoint.dir>/<run.name>) or the sizes
+of its checkpoints saved before they were removed:
+
+    python3 bench/checkpoint/summarize.py --save-sizes CKPT_RUN_DIR SIZES.json
+
+bench/checkpoint/run.sh runs the trainings and calls this; it can also be run again on the files a run left.
 
 Per checkpoint (step N):
   bytes      the checkpoint's size: the `bytes` of its metrics record when the binary writes one, else the
@@ -107,6 +111,14 @@ def dir_bytes(path):
     return total, files
 
 
+def checkpoint_sizes(ckpt):
+    """{step: (bytes, files)} from a checkpoint run folder, or from a file --save-sizes wrote."""
+    if os.path.isfile(ckpt):
+        with open(ckpt) as f:
+            return {int(k): tuple(v) for k, v in json.load(f).items()}
+    return {n: dir_bytes(path) for n, path in committed_steps(ckpt).items()}
+
+
 def committed_steps(ckpt_dir):
     out = {}
     if os.path.isdir(ckpt_dir):
@@ -120,10 +132,10 @@ def committed_steps(ckpt_dir):
 def summarize_run(ranks, log, metrics, ckpt_dir, dd_mb_s):
     step_at, written_at, reported = read_log(log)
     steps, records = read_metrics(metrics)
-    on_disk = committed_steps(ckpt_dir)
+    on_disk = checkpoint_sizes(ckpt_dir)
     rows = []
     for n in sorted(set(records) | set(reported) | set(written_at) | set(on_disk)):
-        disk_bytes, files = dir_bytes(on_disk[n]) if n in on_disk else (0, 0)
+        disk_bytes, files = on_disk.get(n, (0, 0))
         rec = records.get(n) or reported.get(n)
         row = {"ranks": ranks, "step": n, "files": files}
         if rec is not None:
@@ -153,6 +165,10 @@ def median(values):
 
 
 def main():
+    if len(sys.argv) == 4 and sys.argv[1] == "--save-sizes":
+        with open(sys.argv[3], "w") as f:
+            json.dump({str(n): list(v) for n, v in sorted(checkpoint_sizes(sys.argv[2]).items())}, f)
+        return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("runs", nargs="+", metavar="RANKS:LOG:METRICS:CKPT_RUN_DIR")
     ap.add_argument("--dd-bytes", type=float, required=True, help="bytes dd wrote")
