@@ -70,7 +70,9 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # More ranks than cores: idle ranks must yield.
 export OMPI_MCA_mpi_yield_when_idle=1
 
-fs_type=$(stat -f -c %T "$ckpt" 2>/dev/null || echo unknown)
+# df names ext4 (stat -f says ext2/ext3); stat -f names lustre.
+fs_type=$(df -P -T "$ckpt" 2>/dev/null | awk 'NR == 2 {print $2}')
+[[ -n $fs_type ]] || fs_type=$(stat -f -c %T "$ckpt" 2>/dev/null || echo unknown)
 echo "# checkpoint benchmark: $(date '+%Y-%m-%dT%H:%M:%S'), $(hostname), $(nproc) cores," \
      "$(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo) memory"
 echo "# checkpoint directory $ckpt (file system $fs_type)"
