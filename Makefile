@@ -15,7 +15,7 @@ DEB_PACKAGES := build-essential cmake libopenmpi-dev openmpi-bin libhdf5-openmpi
                 libboost-program-options-dev libboost-log-dev nlohmann-json3-dev catch2 libopenblas-dev python3 \
                 python3-h5py
 
-.PHONY: all deps deps-run build test run install fuzz test-sanitize bench bench-comm bench-model bench-strategies bench-cluster deps-bench-cluster clean distclean deps-slurm
+.PHONY: all deps deps-run build test run install fuzz test-sanitize bench bench-comm bench-model bench-strategies bench-checkpoint bench-cluster deps-bench-cluster clean distclean deps-slurm
 
 # What `make run` adds: matplotlib for the demo's plot (bench/plot_runs.py). Not a test dependency: the
 # plot test is skipped without it, so `make test` installs nothing for a picture.
@@ -95,10 +95,12 @@ distclean:
 #   bench-comm        the collectives of the MiCS groups (`mics bench comm`), 4 ranks as 2 emulated nodes
 #   bench-model       one training step (tiny, gpt2-124m) against the sgemm ceiling of this machine
 #   bench-strategies  ddp, zero3 and mics at 4 and 8 ranks on 2 emulated nodes: tokens/s, bytes, memory
+#   bench-checkpoint  the disk's dd rate, then gpt2-124m checkpoints at 1, 4 and 8 ranks: bytes, write time, MB/s,
+#                     % of dd, training stall (bench/checkpoint/run.sh; 5-10 min, 5 GB of disk)
 #   bench-cluster     ddp, zero3 and mics on 2 and 4 emulated nodes in network namespaces joined by tc-shaped
 #                     links (root only): tokens/s, step-time split, bytes on the wire, weak scaling, a plot
 # Extra arguments: BENCH_COMM_ARGS="-n 50", BENCH_MODEL_ARGS="--steps 9", BENCH_STRATEGIES_ARGS="--worlds 4",
-# BENCH_CLUSTER_ARGS="--cluster p4d --steps 10".
+# BENCH_CHECKPOINT_ARGS="--dir /fsx/bench-checkpoint --ranks '1 8'", BENCH_CLUSTER_ARGS="--cluster p4d --steps 10".
 BENCH_ENV := OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
 bench: bench-comm bench-model bench-strategies
@@ -113,6 +115,10 @@ bench-model: build
 
 bench-strategies: build
 	$(BENCH_ENV) python3 bench/compare_strategies.py --mics $(BUILD_DIR)/mics $(BENCH_STRATEGIES_ARGS)
+
+# Not in `make bench`: it writes several GB and its numbers are the disk's. --dir picks the file system measured.
+bench-checkpoint: build
+	$(BENCH_ENV) bench/checkpoint/run.sh --mics $(BUILD_DIR)/mics --dir $(BUILD_DIR)/bench-checkpoint $(BENCH_CHECKPOINT_ARGS)
 
 # The plot needs Debian's matplotlib, for Debian's python (only this target installs it).
 BENCH_CLUSTER_PYTHON ?= /usr/bin/python3

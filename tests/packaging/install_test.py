@@ -52,7 +52,7 @@ def check_installed_tree(checks, prefix, scratch):
     for name in JOB_SCRIPTS:
         path = os.path.join(jobs, name)
         checks.check(os.access(path, os.X_OK), "job script %s missing or not executable" % path)
-    for name in ("requeue.sh", "efa.sh", "find_mics.sh", "install_layout.sh"):
+    for name in ("requeue.sh", "efa.sh", "find_mics.sh", "checkpoint_fs.sh", "install_layout.sh"):
         checks.check(os.path.isfile(os.path.join(jobs, "lib", name)), "jobs/lib/%s not installed" % name)
     for name in ("tiny.ini", "demo.ini", "gpt2-124m.ini"):
         checks.check(os.path.isfile(os.path.join(inputs, name)), "inputs/%s not installed" % name)

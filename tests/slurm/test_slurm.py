@@ -7,7 +7,8 @@ polls them, and stops the cluster (stop_cluster.sh: only the daemons it started)
 
 Cases (2 nodes x 2 tasks each, the tiny CPU model):
   topology     p=2: one partition group per node, replicas across nodes; finishes, writes
-               metrics and checkpoints
+               metrics and checkpoints; the job logs HDF5_USE_FILE_LOCKING=FALSE and its checkpoint
+               directory's file system (jobs/lib/checkpoint_fs.sh)
   hierarchical p=4: partition groups span both nodes (J=2), hierarchical all-gather
   requeue      SIGUSR1 to the batch shell: checkpoint, exit 75, the job requeues itself, is released
                at once, resumes and ends with the losses of the uninterrupted run
@@ -190,6 +191,10 @@ class Suite:
         contains(log, "replication groups: {0,2} {1,3}", "topology")
         contains(log, "all-gather flat", "topology")
         contains(log, "SLURM_RESTART_COUNT=0", "topology")
+        # jobs/lib/checkpoint_fs.sh: HDF5 locking off for HDF5 tools; the checkpoint directory named (no Lustre here)
+        contains(log, "HDF5_USE_FILE_LOCKING=FALSE", "topology")
+        contains(log, f"checkpoint directory {os.path.realpath(self.ckpt)} is on", "topology")
+        contains(log, "not Lustre: no striping", "topology")
         losses = read_metrics(os.path.join(self.runs, "ref", "metrics.jsonl"))
         check(sorted(losses) == list(range(1, STEPS + 1)), f"metrics: steps {min(losses)}..{max(losses)}, "
               f"{len(losses)} records, expected 1..{STEPS}")
@@ -306,6 +311,8 @@ class Suite:
                                {"DATA_DIR": self.data, "CKPT_DIR": self.ckpt, "RUN_DIR": self.runs})
         log = self.finished(job_id, log_path, "pcluster-gpu")
         contains(log, "2 node(s) x 2 ranks per node", "pcluster")
+        contains(log, "HDF5_USE_FILE_LOCKING=FALSE", "pcluster")
+        contains(log, f"checkpoint directory {os.path.realpath(self.ckpt)} is on", "pcluster")
         losses = read_metrics(os.path.join(self.runs, "pcluster", "metrics.jsonl"))
         check(max(losses) == 3, f"pcluster-gpu: last step {max(losses)}, expected 3")
 
