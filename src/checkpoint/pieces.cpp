@@ -21,7 +21,7 @@ std::vector<Piece> piece_plan(const model::ParamLayout& layout, int partition_si
     const std::vector<engine::UnitSharding> sharding = engine::shard_units(layout, partition_size, q);
     for (int g = 0; g < replicas; ++g) {
       const int writer = g * partition_size + q;
-      std::size_t staged = 0;  // this writer's staging buffer: every unit's slice, kind by kind
+      std::size_t staged = 0;  // this writer's staging buffer: its pieces in order, each page-aligned
       for (std::size_t u = 0; u < sharding.size(); ++u) {
         const engine::UnitSharding& s = sharding[u];
         const ShardSlice slice = replica_slice(s.shard_numel, g, replicas);
@@ -54,18 +54,24 @@ std::vector<Piece> piece_plan(const model::ParamLayout& layout, int partition_si
               piece.column = column;
               piece.columns = width;
               piece.shard_offset = tensor.offset + at - s.shard_begin;
-              piece.staging_offset = staged + (tensor.offset + at - lo);
+              piece.staging_offset = (staged + kStagingAlignment - 1) / kStagingAlignment * kStagingAlignment;
+              staged = piece.staging_offset + piece.numel();
               plan.push_back(piece);
               at = piece.end;
             }
           }
-          staged += slice.count;
         }
       }
     }
   }
   std::stable_sort(plan.begin(), plan.end(), [](const Piece& a, const Piece& b) { return a.writer < b.writer; });
   return plan;
+}
+
+std::size_t staging_elements(const std::vector<Piece>& writer_pieces) {
+  std::size_t end = 0;
+  for (const Piece& piece : writer_pieces) end = std::max(end, piece.staging_offset + piece.numel());
+  return end;
 }
 
 std::string rank_file_name(int world_rank) {

@@ -29,13 +29,19 @@ struct Piece {
   std::size_t row = 0, rows = 1;          // the rectangle: rows [row, row + rows) ...
   std::size_t column = 0, columns = 0;    // ... columns [column, column + columns)
   std::size_t shard_offset = 0;           // where `begin` lies in the writer's unit shard
-  std::size_t staging_offset = 0;         // where it lies in the writer's staging buffer (elements)
+  std::size_t staging_offset = 0;         // where it lies in the writer's staging buffer (elements): a
+                                          // multiple of kStagingAlignment, so it can be written with O_DIRECT
   std::size_t numel() const { return end - begin; }
 };
 
+// Elements: each piece starts a page (4 KiB) into its writer's staging buffer.
+inline constexpr std::size_t kStagingAlignment = 1024;
+
 // Every piece of the state for a partition size p and r replicas, ordered by writer, then unit, kind,
 // tensor and offset (the order a writer stages and writes them).
+// The staging buffer a writer needs: the end of its last piece (elements).
 std::vector<Piece> piece_plan(const model::ParamLayout& layout, int partition_size, int replicas);
+std::size_t staging_elements(const std::vector<Piece>& writer_pieces);
 
 // The slice of its unit shard that replica g of r writes: [first, first + count).
 struct ShardSlice {

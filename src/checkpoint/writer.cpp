@@ -1,10 +1,12 @@
 #include "mics/checkpoint/writer.hpp"
 
 #include <chrono>
+#include <cstdlib>
 #include <utility>
 
 #include "h5.hpp"
 #include "mics/comm/agreement.hpp"
+#include "mics/comm/mpi_transport.hpp"
 #include "mics/log/log.hpp"
 #include "mics/util/error.hpp"
 #include "mics/util/progress_watchdog.hpp"
@@ -39,6 +41,8 @@ CheckpointWriter::CheckpointWriter(engine::Engine& engine, backends::Backend& ba
       run_dir_(std::move(run_dir)),
       retention_(retention),
       patience_(std::move(patience)) {}
+
+void CheckpointWriter::FreeDeleter::operator()(float* p) const noexcept { std::free(p); }
 
 CheckpointWriter::~CheckpointWriter() {
   if (thread_.joinable()) thread_.join();
@@ -86,28 +90,31 @@ void CheckpointWriter::start(const Metadata& metadata) {
   std::vector<Piece> mine;
   for (const Piece& piece : piece_plan(layout_, p, r))
     if (piece.writer == place.world_rank) mine.push_back(piece);
-  std::size_t staged = 0;
-  for (const engine::UnitSharding& s : engine_.sharding())
-    staged += 3 * replica_slice(s.shard_numel, place.partition_group, r).count;
-  staging_.resize(staged);
-  std::size_t at = 0;
-  for (std::size_t u = 0; u < engine_.sharding().size(); ++u) {
-    const ShardSlice slice = replica_slice(engine_.sharding()[u].shard_numel, place.partition_group, r);
-    const int unit = static_cast<int>(u);
+  // Page-aligned, each piece on a page of its own: the writer thread hands the pieces to O_DIRECT as
+  // they are (sharded_file.cpp).
+  const std::size_t needed = staging_elements(mine);
+  if (needed > staging_capacity_) {
+    const std::size_t bytes = (needed * sizeof(float) + 4095) / 4096 * 4096;
+    staging_.reset(static_cast<float*>(std::aligned_alloc(4096, bytes)));
+    if (!staging_) throw CheckpointError("checkpoint: cannot allocate " + std::to_string(bytes) + " bytes of staging memory");
+    staging_capacity_ = bytes / sizeof(float);
+  }
+  for (const Piece& piece : mine) {
+    const int unit = piece.unit;
     const float* const shards[3] = {engine_.master_shard(unit), engine_.adam_m_shard(unit), engine_.adam_v_shard(unit)};
-    for (const float* shard : shards) {
-      backend_.copy_to_host(staging_.data() + at, shard + slice.first, slice.count * sizeof(float));
-      at += slice.count;
-    }
+    backend_.copy_to_host(staging_.get() + piece.staging_offset, shards[piece.kind] + piece.shard_offset,
+                          piece.numel() * sizeof(float));
   }
 
   const fs::path file = partial_dir_ / rank_file_name(place.world_rank);
+  started_ = begin;
   state_.store(State::writing);
   error_.clear();
   thread_ = std::thread([this, file, pieces = std::move(mine)] {
     try {
       h5::QuietErrors quiet;
-      write_rank_file(file, staging_.data(), pieces, layout_);
+      write_rank_file(file, staging_.get(), pieces, layout_);
+      written_after_s_ = seconds_since(started_);
       state_.store(State::written);
     } catch (const std::exception& e) {
       error_ = e.what();
@@ -115,7 +122,6 @@ void CheckpointWriter::start(const Metadata& metadata) {
     }
   });
   in_flight_ = true;
-  started_ = begin;
   stall_s_ = seconds_since(begin);
 }
 
@@ -161,7 +167,12 @@ void CheckpointWriter::finish() {
   if (!error.empty())
     throw CheckpointError(what + " NOT written: " + error + "; the previous checkpoint stays the latest",
                           ErrorScope::all_ranks);
-  const double write_s = seconds_since(started_);
+  // The write time is the slowest rank's, from its stall to its fsync: the step boundary at which the
+  // ranks noticed that all had finished is not part of it.
+  double write_s = written_after_s_;
+  MPI_Request request = MPI_REQUEST_NULL;
+  MICS_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, &write_s, 1, MPI_DOUBLE, MPI_MAX, topology_.world().handle(), &request));
+  comm::wait_or_give_up(request, patience_.limit, "the agreement on a checkpoint's write time", topology_.world());
 
   const Clock::time_point commit_start = Clock::now();
   const fs::path final_dir = run_dir_ / step_dir_name(metadata_.step);
@@ -190,11 +201,10 @@ void CheckpointWriter::finish() {
     report.stall_s = stall_s_;
     report.write_s = write_s;
     report.commit_s = seconds_since(commit_start);
-    report_ = report;
+    reports_.push_back(report);
     store::prune(run_dir_, retention_, metadata_.step);
   }
 }
 
-std::optional<WriteReport> CheckpointWriter::take_report() { return std::exchange(report_, std::nullopt); }
 
 }  // namespace mics::checkpoint

@@ -465,14 +465,14 @@ int run_training(const RunSetup& s) {
       metrics.write_validation(step, last_val);
     }
     const RunCheckpoints::Next next = checkpoints.after_step(step + 1, tokens_seen, step + 1 == train.steps);
-    if (const std::optional<checkpoint::WriteReport> report = checkpoints.take_report()) {
+    for (const checkpoint::WriteReport& report : checkpoints.take_reports()) {
       char line[200];
       std::snprintf(line, sizeof(line),
                     "checkpoint step %lld: %llu bytes, stall %.3f s, written in %.3f s (%.1f MB/s), commit %.3f s",
-                    static_cast<long long>(report->step), static_cast<unsigned long long>(report->bytes),
-                    report->stall_s, report->write_s, report->mb_per_s(), report->commit_s);
+                    static_cast<long long>(report.step), static_cast<unsigned long long>(report.bytes),
+                    report.stall_s, report.write_s, report.mb_per_s(), report.commit_s);
       MICS_LOG(info) << line;
-      metrics.write_checkpoint(*report);
+      metrics.write_checkpoint(report);
     }
     if (next == RunCheckpoints::Next::stop_for_requeue) return kExitRequeue;
   }

@@ -16,9 +16,11 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "mics/checkpoint/checkpoint.hpp"
@@ -31,7 +33,7 @@ struct WriteReport {
   std::filesystem::path path;
   std::uint64_t bytes = 0;    // every file of the checkpoint
   double stall_s = 0;         // the step's stall: staging (rank 0's)
-  double write_s = 0;         // from start() until every rank's file was written and synced (as seen here)
+  double write_s = 0;         // from start() until the slowest rank's file was written and synced
   double commit_s = 0;        // index file, fsync, rename, `latest`
   double mb_per_s() const { return write_s > 0 ? static_cast<double>(bytes) / write_s / 1e6 : 0; }
 };
@@ -55,8 +57,8 @@ class CheckpointWriter {
   // throws CheckpointError on every rank (the first failure; `latest` still names the previous one). A
   // rank whose write makes no progress for run.timeout stops the job. No-op when nothing is in flight.
   void finish();
-  // The report of the checkpoint committed last, once.
-  std::optional<WriteReport> take_report();
+  // The reports of the checkpoints committed since the last call (world rank 0; empty elsewhere).
+  std::vector<WriteReport> take_reports() { return std::exchange(reports_, {}); }
 
  private:
   enum class State { writing, written, failed };
@@ -75,11 +77,16 @@ class CheckpointWriter {
   std::filesystem::path partial_dir_;
   std::chrono::steady_clock::time_point started_;
   double stall_s_ = 0;
-  std::vector<float> staging_;  // this rank's share; kept between checkpoints
+  struct FreeDeleter {
+    void operator()(float* p) const noexcept;
+  };
+  std::unique_ptr<float[], FreeDeleter> staging_;  // this rank's share, page-aligned; kept between checkpoints
+  std::size_t staging_capacity_ = 0;                // elements
   std::atomic<State> state_{State::written};
-  std::string error_;  // set by the writer thread before it stores State::failed
+  std::string error_;       // set by the writer thread before it stores State::failed
+  double written_after_s_ = 0;  // set by the writer thread before it stores State::written: from start() on
   std::thread thread_;
-  std::optional<WriteReport> report_;
+  std::vector<WriteReport> reports_;
 };
 
 }  // namespace mics::checkpoint

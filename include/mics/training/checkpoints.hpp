@@ -47,8 +47,8 @@ class RunCheckpoints {
   // Collective over the world: commits the checkpoint still being written (a run that stops on an error
   // every rank shares loses nothing already staged). Throws CheckpointError when it cannot be committed.
   void finish_writes() { writer_.finish(); }
-  // What the checkpoint committed last cost (world rank 0 only), once; for the metrics.
-  std::optional<checkpoint::WriteReport> take_report() { return writer_.take_report(); }
+  // What the checkpoints committed since the last call cost (world rank 0 only); for the metrics.
+  std::vector<checkpoint::WriteReport> take_reports() { return writer_.take_reports(); }
 
  private:
   using Clock = std::chrono::steady_clock;
