@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <utility>
 
 #include "h5.hpp"
@@ -29,7 +30,32 @@ std::string minutes_text(std::chrono::milliseconds limit) {
   return text;
 }
 
+// The pieces this rank writes.
+std::vector<Piece> pieces_of(const model::ParamLayout& layout, const topology::Topology& topology) {
+  const topology::Placement& place = topology.placement();
+  const int p = topology.shape().partition_size;
+  if (place.world_rank != place.partition_group * p + place.partition_rank)
+    throw InternalError("checkpoint: partition groups are not consecutive ranks");
+  std::vector<Piece> mine;
+  for (const Piece& piece : piece_plan(layout, p, topology.shape().replicas))
+    if (piece.writer == place.world_rank) mine.push_back(piece);
+  return mine;
+}
+
 }  // namespace
+
+void CheckpointWriter::reserve_staging(std::size_t elements) {
+  if (elements <= staging_capacity_) return;
+  // Page-aligned, each piece on a page of its own: the writer thread hands the pieces to O_DIRECT as they
+  // are (sharded_file.cpp).
+  const std::size_t bytes = (elements * sizeof(float) + 4095) / 4096 * 4096;
+  staging_.reset(static_cast<float*>(std::aligned_alloc(4096, bytes)));
+  if (!staging_) throw CheckpointError("checkpoint: cannot allocate " + std::to_string(bytes) + " bytes of staging memory");
+  staging_capacity_ = bytes / sizeof(float);
+  std::memset(staging_.get(), 0, bytes);  // the page faults now, not in a step's stall
+}
+
+void CheckpointWriter::prepare() { reserve_staging(staging_elements(pieces_of(layout_, topology_))); }
 
 CheckpointWriter::CheckpointWriter(engine::Engine& engine, backends::Backend& backend,
                                    const topology::Topology& topology, const model::ParamLayout& layout,
@@ -83,22 +109,9 @@ void CheckpointWriter::start(const Metadata& metadata) {
   error = comm::first_error(topology_.world(), error, agreement);
   if (!error.empty()) throw CheckpointError(what + " NOT written: " + error, ErrorScope::all_ranks);
 
-  // This rank's pieces, staged unit by unit and kind by kind, as the plan lays them out.
-  const int p = shape.partition_size, r = shape.replicas;
-  if (place.world_rank != place.partition_group * p + place.partition_rank)
-    throw InternalError("checkpoint: partition groups are not consecutive ranks");
-  std::vector<Piece> mine;
-  for (const Piece& piece : piece_plan(layout_, p, r))
-    if (piece.writer == place.world_rank) mine.push_back(piece);
-  // Page-aligned, each piece on a page of its own: the writer thread hands the pieces to O_DIRECT as
-  // they are (sharded_file.cpp).
-  const std::size_t needed = staging_elements(mine);
-  if (needed > staging_capacity_) {
-    const std::size_t bytes = (needed * sizeof(float) + 4095) / 4096 * 4096;
-    staging_.reset(static_cast<float*>(std::aligned_alloc(4096, bytes)));
-    if (!staging_) throw CheckpointError("checkpoint: cannot allocate " + std::to_string(bytes) + " bytes of staging memory");
-    staging_capacity_ = bytes / sizeof(float);
-  }
+  // This rank's pieces, staged as the plan lays them out.
+  std::vector<Piece> mine = pieces_of(layout_, topology_);
+  reserve_staging(staging_elements(mine));
   for (const Piece& piece : mine) {
     const int unit = piece.unit;
     const float* const shards[3] = {engine_.master_shard(unit), engine_.adam_m_shard(unit), engine_.adam_v_shard(unit)};

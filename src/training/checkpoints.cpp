@@ -78,7 +78,11 @@ RunCheckpoints::RunCheckpoints(const config::Options& options, const topology::P
       writer_(engine, backend, topology, layout, run_dir_, retention_, patience_),
       single_file_format_(std::getenv(checkpoint::kWriteFormatEnv) != nullptr &&
                           std::string(std::getenv(checkpoint::kWriteFormatEnv)) == "2"),
-      last_write_(Clock::now()) {}
+      last_write_(Clock::now()) {
+  const config::CheckpointOptions& c = options.checkpoint;
+  if (!c.dir.empty() && (c.every_steps > 0 || c.every_minutes > 0 || c.at_end) && !single_file_format_)
+    writer_.prepare();
+}
 
 std::optional<ResumePoint> RunCheckpoints::load_or_explain(const fs::path& path, std::string& error) {
   const checkpoint::LoadResult result = checkpoint::load(path, engine_, backend_, topology_, layout_, patience_);

@@ -47,6 +47,9 @@ class CheckpointWriter {
   CheckpointWriter(const CheckpointWriter&) = delete;
   CheckpointWriter& operator=(const CheckpointWriter&) = delete;
 
+  // Allocates and touches this rank's staging buffer now (12 bytes per parameter / world size of host
+  // memory), so the first checkpoint does not stall on page faults. Local.
+  void prepare();
   // Collective over the world: begins the checkpoint of the current state at metadata.step. A write still
   // in flight is finished first. Throws CheckpointError on every rank when the directory cannot be made.
   void start(const Metadata& metadata);
@@ -63,6 +66,7 @@ class CheckpointWriter {
  private:
   enum class State { writing, written, failed };
   void wait_here();
+  void reserve_staging(std::size_t elements);
 
   engine::Engine& engine_;
   backends::Backend& backend_;
