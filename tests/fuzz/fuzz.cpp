@@ -4,7 +4,7 @@
 // positions), hands it to the reader, and accepts only success or a mics::Error: anything else (a crash,
 // an exception of another type, a sanitizer report) stops the run with the input saved. Built with
 // AddressSanitizer and UBSan by `make fuzz` (not part of `make test`).
-//   mics_fuzz TARGET SEED_FILE SECONDS OUT_DIR      TARGET: deck | shard | llmc | checkpoint
+//   mics_fuzz TARGET SEED_FILE SECONDS OUT_DIR      TARGET: deck | shard | llmc | checkpoint | piece
 #include <unistd.h>
 
 #include <chrono>
@@ -96,12 +96,15 @@ void run_target(const std::string& target, const fs::path& input, const fs::path
     for (std::size_t u = 0; u < units.size(); ++u) units[u].resize(layout.units()[u].numel);
     mics::model::load_llmc_weights(input.string(), layout,
                                    [&units](int unit) { return units[static_cast<std::size_t>(unit)].data(); });
-  } else if (target == "checkpoint") {
+  } else if (target == "checkpoint" || target == "piece") {
+    // checkpoint: the index file mutated, the rank files beside it intact; piece: rank 0's file mutated,
+    // read through the intact index (run.sh puts the seed checkpoint's other files in the output folder).
+    const fs::path index = target == "checkpoint" ? input : work / "state.h5";
     std::ostringstream sink;
-    mics::checkpoint::inspect(input, sink);
-    (void)mics::checkpoint::verify(input, sink);
-    mics::checkpoint::export_parameters(input, mics::checkpoint::ExportFormat::llmc, work / "out.bin");
-    mics::checkpoint::export_parameters(input, mics::checkpoint::ExportFormat::safetensors, work / "out.safetensors");
+    mics::checkpoint::inspect(index, sink);
+    (void)mics::checkpoint::verify(index, sink);
+    mics::checkpoint::export_parameters(index, mics::checkpoint::ExportFormat::llmc, work / "out.bin");
+    mics::checkpoint::export_parameters(index, mics::checkpoint::ExportFormat::safetensors, work / "out.safetensors");
   } else {
     throw std::invalid_argument("unknown target " + target);
   }
@@ -111,7 +114,7 @@ void run_target(const std::string& target, const fs::path& input, const fs::path
 
 int main(int argc, char** argv) {
   if (argc != 5) {
-    std::fprintf(stderr, "usage: mics_fuzz deck|shard|llmc|checkpoint SEED_FILE SECONDS OUT_DIR\n");
+    std::fprintf(stderr, "usage: mics_fuzz deck|shard|llmc|checkpoint|piece SEED_FILE SECONDS OUT_DIR\n");
     return 2;
   }
   const std::string target = argv[1];
@@ -119,7 +122,7 @@ int main(int argc, char** argv) {
   const double seconds = std::stod(argv[3]);
   const fs::path out = argv[4];
   fs::create_directories(out);
-  const fs::path input = out / (target == "checkpoint" ? "input.h5" : "input.bin");
+  const fs::path input = out / (target == "checkpoint" ? "state.h5" : target == "piece" ? "shard_00000.h5" : "input.bin");
   std::mt19937_64 rng(static_cast<std::uint64_t>(::getpid()));
   const auto start = std::chrono::steady_clock::now();
   long runs = 0, rejected = 0;

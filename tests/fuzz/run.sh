@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes a valid seed per reader with the sanitized mics (a deck, a token shard, an llm.c model file, a
-# checkpoint of a 2-step run), then fuzzes each reader for SECONDS. Usage: tests/fuzz/run.sh BUILD_DIR SECONDS
+# checkpoint of a 2-step run: its index and a rank file), then fuzzes each reader for SECONDS
+# (FUZZ_TARGETS: a subset). Usage: tests/fuzz/run.sh BUILD_DIR SECONDS
 set -euo pipefail
 build=$(cd "$1" && pwd); seconds=$2
 src=$(cd "$(dirname "$0")/../.." && pwd)
@@ -15,9 +16,15 @@ cd "$work"
 cp "$src/inputs/tiny.ini" seeds/deck.ini
 cp "$(ls data/train_*.bin | head -1)" seeds/shard.bin
 cp ck/seed/step_2/state.h5 seeds/state.h5
+cp ck/seed/step_2/shard_00000.h5 seeds/piece.h5
 status=0
-for target in deck:seeds/deck.ini shard:seeds/shard.bin llmc:seeds/model.bin checkpoint:seeds/state.h5; do
-  name=${target%%:*}; seed=${target#*:}
+targets=${FUZZ_TARGETS:-deck shard llmc checkpoint piece}
+declare -A seed_of=([deck]=seeds/deck.ini [shard]=seeds/shard.bin [llmc]=seeds/model.bin [checkpoint]=seeds/state.h5
+                    [piece]=seeds/piece.h5)
+for name in $targets; do
+  seed=${seed_of[$name]}
+  # The checkpoint targets mutate one file of a checkpoint: the others lie beside it, intact.
+  if [[ $name == checkpoint || $name == piece ]]; then mkdir -p "$work/$name"; cp ck/seed/step_2/* "$work/$name/"; fi
   "$build/mics_fuzz" "$name" "$seed" "$seconds" "$work/$name" || status=1
 done
 exit $status
