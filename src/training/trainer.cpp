@@ -179,19 +179,24 @@ std::size_t host_memory_available() {
 // Before anything is allocated: the plan must fit in what each rank has (free device memory on cuda) or
 // what the node has for all its ranks (host memory), or every rank stops with the estimate and what would
 // make it fit, instead of an allocation failure or an out-of-memory kill with no message.
+// `checkpoint_staging`: host bytes per rank the background checkpoint writer stages the rank's share in.
 void check_memory_fits(const engine::MemoryReport& planned, const topology::ParallelPlan& plan,
-                       const config::TrainOptions& train, backends::Backend& backend) {
+                       const config::TrainOptions& train, backends::Backend& backend, std::size_t checkpoint_staging) {
   const std::optional<std::size_t> device_free = backends::device_memory_free(backend);
   const std::size_t ranks = device_free ? 1 : static_cast<std::size_t>(plan.shape.ranks_per_node);
   const std::size_t have = device_free ? *device_free : host_memory_available();
-  const double need = static_cast<double>(planned.total()) * static_cast<double>(ranks);
+  const std::size_t per_rank = planned.total() + (device_free ? 0 : checkpoint_staging);
+  const double need = static_cast<double>(per_rank) * static_cast<double>(ranks);
   if (have == 0 || need <= static_cast<double>(have)) return;
   std::ostringstream os;
-  os << "the memory plan needs " << format_bytes(static_cast<double>(planned.total())) << " per rank (model states "
+  os << "the memory plan needs " << format_bytes(static_cast<double>(per_rank)) << " per rank (model states "
      << format_bytes(static_cast<double>(planned.model_states)) << ", gathered "
      << format_bytes(static_cast<double>(planned.gathered)) << ", gradient buffers "
      << format_bytes(static_cast<double>(planned.gradients + planned.staging)) << ", activations "
-     << format_bytes(static_cast<double>(planned.activations)) << ")";
+     << format_bytes(static_cast<double>(planned.activations));
+  if (!device_free && checkpoint_staging > 0)
+    os << ", checkpoint staging " << format_bytes(static_cast<double>(checkpoint_staging));
+  os << ")";
   if (ranks > 1) os << ", " << format_bytes(need) << " for the " << ranks << " ranks of a node";
   os << ", but " << (device_free ? "the GPU has " : "the node has ") << format_bytes(static_cast<double>(have))
      << " available. To fit: a larger parallel.partition_size (now " << plan.shape.partition_size
@@ -322,7 +327,11 @@ int run_training(const RunSetup& s) {
   // The memory plan, from the sizes alone, before the model and the engine allocate anything.
   const engine::MemoryReport planned = engine::expected_memory(model::ParamLayout(s.model.shape), plan.shape.partition_size,
                                                                plan.gather_bf16, {B, T, train.recompute});
-  comm::agree(world, [&] { check_memory_fits(planned, plan, train, *backend); });
+  const config::CheckpointOptions& ckpt = options.checkpoint;
+  const bool checkpointing = !ckpt.dir.empty() && (ckpt.every_steps > 0 || ckpt.every_minutes > 0 || ckpt.at_end);
+  const std::size_t staging =
+      checkpointing ? 3 * sizeof(float) * model::ParamLayout(s.model.shape).total_numel() / plan.shape.world : 0;
+  comm::agree(world, [&] { check_memory_fits(planned, plan, train, *backend, staging); });
   model::Gpt gpt(s.model.shape, *backend, B, T, train.recompute);
   // Device memory moves on its own transport (NCCL, or MPI through pinned buffers); host memory on MPI.
   const std::unique_ptr<comm::Transport> device_transport =
