@@ -300,6 +300,60 @@ int refuse_nonfinite_step(const config::TrainOptions& train, int step, const Ste
   throw PeerError("training stopped at " + what.str(), ErrorScope::all_ranks);
 }
 
+// What turns a step's seconds into rates for the metrics.
+struct Rates {
+  double tokens_per_step = 0;
+  double flops_per_token = 0;
+  double world_peak_flops = 0;  // 0: unknown
+};
+
+StepRecord make_record(int step, int total_steps, float lr, const StepResult& result, const Rates& rates) {
+  StepRecord record;
+  record.step = step;
+  record.total_steps = total_steps;
+  record.loss = result.loss;
+  record.lr = lr;
+  record.grad_norm = result.grad_norm;
+  record.tokens_per_s = rates.tokens_per_step / result.times.total;
+  record.flops_per_s = record.tokens_per_s * rates.flops_per_token;
+  record.times = result.times;
+  if (result.nonfinite != engine::NonFinite::none) record.skipped = engine::to_string(result.nonfinite);
+  record.traffic = result.traffic;
+  record.unix_time = unix_now();
+  record.mfu = rates.world_peak_flops > 0 ? record.flops_per_s / rates.world_peak_flops : 0;
+  return record;
+}
+
+// The console line of a step (and of the ranks' spread when measured).
+void log_step(const StepRecord& record, double eta_seconds) {
+  char line[320];
+  std::snprintf(line, sizeof(line),
+                "step %d/%d | loss %.6f | lr %.3e | norm %.4f | %.0f tok/s | %.2f GFLOP/s | MFU %.1f%% | %.0f ms"
+                " | RSS %s%s%s | ETA %s",
+                record.step + 1, record.total_steps, record.loss, record.lr, record.grad_norm, record.tokens_per_s,
+                record.flops_per_s / 1e9, record.mfu * 100.0, record.times.total * 1e3,
+                format_bytes(record.rss_bytes).c_str(), record.device_bytes > 0 ? " | device " : "",
+                record.device_bytes > 0 ? format_bytes(record.device_bytes).c_str() : "",
+                format_duration(eta_seconds).c_str());
+  MICS_LOG(info) << line;
+  if (record.spread)
+    MICS_LOG(info) << "step " << record.step + 1 << " | step time slowest " << record.spread->slowest_s * 1e3
+                   << " ms (rank " << record.spread->slowest_rank << "), fastest " << record.spread->fastest_s * 1e3
+                   << " ms (rank " << record.spread->fastest_rank << "); largest RSS "
+                   << format_bytes(record.spread->max_rss_bytes) << " (rank " << record.spread->max_rss_rank << ")";
+}
+
+// A committed checkpoint's cost, on the console and in the metrics (world rank 0).
+void log_checkpoint(const checkpoint::WriteReport& report, MetricsWriter& metrics) {
+  char line[200];
+  std::snprintf(line, sizeof(line),
+                "checkpoint step %lld: %llu bytes, stall %.3f s, written in %.3f s (%.1f MB/s), commit %.3f s",
+                static_cast<long long>(report.step), static_cast<unsigned long long>(report.bytes), report.stall_s,
+                report.write_s, report.mb_per_s(), report.commit_s);
+  MICS_LOG(info) << line;
+  metrics.write_checkpoint(report);
+}
+
 }  // namespace
 
 int run_training(const RunSetup& s) {
@@ -404,6 +458,7 @@ int run_training(const RunSetup& s) {
     MICS_LOG(info) << "MFU: model FLOP/s over " << world_size << " ranks x " << text << " (" << peak.source << ")";
   }
   const double tokens_per_step = static_cast<double>(plan.global_batch()) * T;
+  const Rates rates{tokens_per_step, flops_per_token, world_peak};
   const Clock::time_point start = Clock::now();
   double tokens_done = 0, seconds_done = 0;
   float last_loss = 0, last_val = NAN;
@@ -429,19 +484,7 @@ int run_training(const RunSetup& s) {
     seconds_done += result.times.total;
     last_loss = result.loss;
     last_traffic = result.traffic;
-    StepRecord record;
-    record.step = step;
-    record.total_steps = train.steps;
-    record.loss = result.loss;
-    record.lr = lr;
-    record.grad_norm = result.grad_norm;
-    record.tokens_per_s = tokens_per_step / result.times.total;
-    record.flops_per_s = record.tokens_per_s * flops_per_token;
-    record.times = result.times;
-    if (result.nonfinite != engine::NonFinite::none) record.skipped = engine::to_string(result.nonfinite);
-    record.traffic = result.traffic;
-    record.unix_time = unix_now();
-    record.mfu = world_peak > 0 ? record.flops_per_s / world_peak : 0;
+    StepRecord record = make_record(step, train.steps, lr, result, rates);
     record.rss_bytes = resident_bytes();
     record.device_bytes = static_cast<double>(backends::device_memory_used(*backend));
     if (train.skew_every > 0 && ((step + 1) % train.skew_every == 0 || step + 1 == train.steps))
@@ -450,23 +493,7 @@ int run_training(const RunSetup& s) {
     lock.heartbeat();
     if ((step + 1) % train.log_every == 0 || step == 0 || step + 1 == train.steps) {
       const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
-      const double eta = elapsed / (step + 1 - start_step) * (train.steps - step - 1);
-      char line[320];
-      std::snprintf(line, sizeof(line),
-                    "step %d/%d | loss %.6f | lr %.3e | norm %.4f | %.0f tok/s | %.2f GFLOP/s | MFU %.1f%% | %.0f ms"
-                    " | RSS %s%s%s | ETA %s",
-                    step + 1, train.steps, result.loss, lr, result.grad_norm, record.tokens_per_s,
-                    record.flops_per_s / 1e9, record.mfu * 100.0, result.times.total * 1e3,
-                    format_bytes(record.rss_bytes).c_str(), record.device_bytes > 0 ? " | device " : "",
-                    record.device_bytes > 0 ? format_bytes(record.device_bytes).c_str() : "",
-                    format_duration(eta).c_str());
-      MICS_LOG(info) << line;
-      if (record.spread)
-        MICS_LOG(info) << "step " << step + 1 << " | step time slowest " << record.spread->slowest_s * 1e3
-                       << " ms (rank " << record.spread->slowest_rank << "), fastest "
-                       << record.spread->fastest_s * 1e3 << " ms (rank " << record.spread->fastest_rank
-                       << "); largest RSS " << format_bytes(record.spread->max_rss_bytes) << " (rank "
-                       << record.spread->max_rss_rank << ")";
+      log_step(record, elapsed / (step + 1 - start_step) * (train.steps - step - 1));
     }
     if (train.val_every > 0 && ((step + 1) % train.val_every == 0 || step + 1 == train.steps)) {
       last_val = validate();
@@ -474,15 +501,7 @@ int run_training(const RunSetup& s) {
       metrics.write_validation(step, last_val);
     }
     const RunCheckpoints::Next next = checkpoints.after_step(step + 1, tokens_seen, step + 1 == train.steps);
-    for (const checkpoint::WriteReport& report : checkpoints.take_reports()) {
-      char line[200];
-      std::snprintf(line, sizeof(line),
-                    "checkpoint step %lld: %llu bytes, stall %.3f s, written in %.3f s (%.1f MB/s), commit %.3f s",
-                    static_cast<long long>(report.step), static_cast<unsigned long long>(report.bytes),
-                    report.stall_s, report.write_s, report.mb_per_s(), report.commit_s);
-      MICS_LOG(info) << line;
-      metrics.write_checkpoint(report);
-    }
+    for (const checkpoint::WriteReport& report : checkpoints.take_reports()) log_checkpoint(report, metrics);
     if (next == RunCheckpoints::Next::stop_for_requeue) return kExitRequeue;
   }
 
