@@ -63,6 +63,11 @@ class TimedBackend final : public backends::Backend {
   void adamw(float* p, const float* g, float* m, float* v, std::size_t n, const backends::AdamWStep& hp) override {
     timed("adamw", [&] { inner_.adamw(p, g, m, v, n, hp); });
   }
+  void adamw_count_nonfinite(const float* p, const float* g, const float* m, const float* v, std::size_t n,
+                             const backends::AdamWStep& hp) override {
+    timed("adamw_count_nonfinite", [&] { inner_.adamw_count_nonfinite(p, g, m, v, n, hp); });
+  }
+  std::uint64_t take_nonfinite_count() override { return inner_.take_nonfinite_count(); }
   void encoder_forward(float* out, const std::int32_t* inp, const float* wte, const float* wpe, int B, int T,
                        int C) override {
     timed("encoder_forward", [&] { inner_.encoder_forward(out, inp, wte, wpe, B, T, C); });
