@@ -66,6 +66,46 @@ std::size_t element_count(const std::vector<hsize_t>& dims) {
   return n;
 }
 
+// A format-3 index dataset must be a virtual dataset that maps exactly the plan's pieces of its tensor:
+// the same source files and datasets, onto the same rectangles, in the plan's order. (mics reads the
+// pieces directly; this is what a user's h5py or h5dump reads.)
+void check_virtual_mappings(hid_t dataset, const PieceReader& pieces, int kind, const std::string& tensor_name,
+                            const std::string& where) {
+  const std::vector<model::TensorInfo>& tensors = pieces.layout().tensors();
+  const auto tensor = std::find_if(tensors.begin(), tensors.end(),
+                                   [&](const model::TensorInfo& t) { return t.name == tensor_name; });
+  const int index = static_cast<int>(tensor - tensors.begin());
+  std::vector<const Piece*> want;
+  for (const Piece& piece : pieces.plan())
+    if (piece.kind == kind && piece.tensor == index) want.push_back(&piece);
+  h5::Handle create = h5::checked(H5Dget_create_plist(dataset), H5Pclose, where + ": H5Dget_create_plist");
+  if (H5Pget_layout(create.get()) != H5D_VIRTUAL)
+    throw InputError(where + " is not a virtual dataset over the rank files (format 3)");
+  std::size_t count = 0;
+  h5::check(H5Pget_virtual_count(create.get(), &count), where + ": H5Pget_virtual_count");
+  if (count != want.size())
+    throw InputError(where + " maps " + std::to_string(count) + " pieces, the plan has " + std::to_string(want.size()));
+  const bool matrix = tensor->shape.size() == 2;
+  for (std::size_t i = 0; i < count; ++i) {
+    const Piece& piece = *want[i];
+    char file[256] = {}, name[512] = {};
+    H5Pget_virtual_filename(create.get(), i, file, sizeof(file));
+    H5Pget_virtual_dsetname(create.get(), i, name, sizeof(name));
+    h5::Handle space = h5::checked(H5Pget_virtual_vspace(create.get(), i), H5Sclose, where + ": H5Pget_virtual_vspace");
+    hsize_t start[2] = {0, 0}, end[2] = {0, 0};
+    h5::check(H5Sget_select_bounds(space.get(), start, end), where + ": H5Sget_select_bounds");
+    const hsize_t want_start[2] = {matrix ? piece.row : piece.column, piece.column};
+    const hsize_t want_end[2] = {matrix ? piece.row + piece.rows - 1 : piece.column + piece.columns - 1,
+                                 piece.column + piece.columns - 1};
+    const bool place = start[0] == want_start[0] && end[0] == want_end[0] &&
+                       (!matrix || (start[1] == want_start[1] && end[1] == want_end[1]));
+    if (file != rank_file_name(piece.writer) || name != piece_dataset_name(piece, pieces.layout()) || !place)
+      throw InputError(where + ": mapping " + std::to_string(i) + " (" + file + ":" + name +
+                       ") is not the plan's piece " + rank_file_name(piece.writer) + ":" +
+                       piece_dataset_name(piece, pieces.layout()));
+  }
+}
+
 // A state file opened for a tool, with its metadata and the model layout it describes.
 struct OpenCheckpoint {
   std::string path;
@@ -239,7 +279,8 @@ std::vector<std::string> verify(const fs::path& checkpoint, std::ostream& progre
 
   std::vector<float> buffer;
   std::size_t datasets = 0;
-  for (const char* group_name : kTensorGroups) {
+  for (int kind = 0; kind < 3; ++kind) {
+    const char* group_name = kTensorGroups[kind];
     const std::string group_where = ckpt.path + ": /" + group_name;
     if (H5Lexists(ckpt.file.get(), group_name, H5P_DEFAULT) <= 0) continue;  // reported above
     h5::Handle group;
@@ -258,7 +299,10 @@ std::vector<std::string> verify(const fs::path& checkpoint, std::ostream& progre
         h5::Handle dataset = h5::open_dataset(group.get(), tensor.name, group_where);
         const std::vector<hsize_t> dims = tensor_dims(dataset.get(), tensor, where);
         ++datasets;
-        if (ckpt.pieces) continue;  // its pieces are checked below, each against its checksum
+        if (ckpt.pieces) {  // its pieces are checked below, each against its checksum
+          check_virtual_mappings(dataset.get(), *ckpt.pieces, kind, tensor.name, where);
+          continue;
+        }
         read_range(dataset.get(), dims, 0, element_count(dims), buffer, where);
         const auto bad = std::count_if(buffer.begin(), buffer.end(), [](float x) { return !std::isfinite(x); });
         if (bad > 0)
