@@ -6,6 +6,7 @@
 
 #include "mics/config/config.hpp"
 #include "mics/util/error.hpp"
+#include "parse_error.hpp"
 #include "mics/util/printable.hpp"
 
 using mics::config::Config;
@@ -14,15 +15,7 @@ using namespace std::string_literals;
 
 namespace {
 
-std::string parse_error(const std::string& deck, const std::vector<std::string>& overrides = {}) {
-  try {
-    Config::parse(deck, "inputs/x.ini", overrides);
-  } catch (const mics::Error& error) {
-    return error.what();
-  }
-  FAIL("parsing succeeded, an error was expected");
-  return "";
-}
+using mics::test::parse_error;
 
 }  // namespace
 

@@ -10,21 +10,13 @@
 
 #include "mics/config/config.hpp"
 #include "mics/util/error.hpp"
+#include "parse_error.hpp"
 
 using mics::config::Config;
 
 namespace {
 
-// The message of the mics::Error that parsing throws; fails the test when parsing succeeds.
-std::string parse_error(const std::string& deck, const std::vector<std::string>& overrides = {}) {
-  try {
-    Config::parse(deck, "inputs/x.ini", overrides);
-  } catch (const mics::Error& error) {
-    return error.what();
-  }
-  FAIL("parsing succeeded, an error was expected");
-  return "";
-}
+using mics::test::parse_error;
 
 std::string override_error(const std::string& override_text) { return parse_error("", {override_text}); }
 
