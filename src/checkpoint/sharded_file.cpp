@@ -238,6 +238,14 @@ PieceReader::PieceReader(const fs::path& directory, const Metadata& metadata)
                      std::to_string(metadata.replicas) + ") does not describe how the checkpoint was written");
 }
 
+int PieceReader::tensor_index(const std::string& name, const std::string& where) const {
+  const std::vector<model::TensorInfo>& tensors = layout_.tensors();
+  const auto found =
+      std::find_if(tensors.begin(), tensors.end(), [&](const model::TensorInfo& t) { return t.name == name; });
+  if (found == tensors.end()) throw InputError(where + ": not a tensor of the checkpoint's model");
+  return static_cast<int>(found - tensors.begin());
+}
+
 hid_t PieceReader::file(int writer) {
   auto found = files_.find(writer);
   if (found == files_.end())

@@ -31,6 +31,8 @@ class PieceReader {
   PieceReader(const std::filesystem::path& directory, const Metadata& metadata);
   const model::ParamLayout& layout() const { return layout_; }
   const std::vector<Piece>& plan() const { return plan_; }
+  // The index of the checkpoint model's tensor of that name; throws InputError naming `where` when none.
+  int tensor_index(const std::string& name, const std::string& where) const;
   // Elements [begin, end) of tensor `tensor` of kind `kind` into out. Throws InputError naming the file
   // and piece that is missing, of the wrong shape, or fails its checksum.
   void read(int kind, int tensor, std::size_t begin, std::size_t end, float* out);

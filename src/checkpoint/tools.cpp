@@ -71,10 +71,8 @@ std::size_t element_count(const std::vector<hsize_t>& dims) {
 // pieces directly; this is what a user's h5py or h5dump reads.)
 void check_virtual_mappings(hid_t dataset, const PieceReader& pieces, int kind, const std::string& tensor_name,
                             const std::string& where) {
-  const std::vector<model::TensorInfo>& tensors = pieces.layout().tensors();
-  const auto tensor = std::find_if(tensors.begin(), tensors.end(),
-                                   [&](const model::TensorInfo& t) { return t.name == tensor_name; });
-  const int index = static_cast<int>(tensor - tensors.begin());
+  const int index = pieces.tensor_index(tensor_name, where);
+  const model::TensorInfo* const tensor = &pieces.layout().tensors()[static_cast<std::size_t>(index)];
   std::vector<const Piece*> want;
   for (const Piece& piece : pieces.plan())
     if (piece.kind == kind && piece.tensor == index) want.push_back(&piece);
@@ -126,12 +124,8 @@ struct OpenCheckpoint {
       read_range(dataset, dims, 0, count, out, where);
       return;
     }
-    const std::vector<model::TensorInfo>& tensors = pieces->layout().tensors();
-    const auto found = std::find_if(tensors.begin(), tensors.end(),
-                                    [&](const model::TensorInfo& t) { return t.name == tensor.name; });
-    if (found == tensors.end()) throw InputError(where + ": not a tensor of the checkpoint's model");
     out.resize(count);
-    pieces->read(kind, static_cast<int>(found - tensors.begin()), 0, count, out.data());
+    pieces->read(kind, pieces->tensor_index(tensor.name, where), 0, count, out.data());
   }
 };
 

@@ -30,18 +30,6 @@ std::string minutes_text(std::chrono::milliseconds limit) {
   return text;
 }
 
-// The pieces this rank writes.
-std::vector<Piece> pieces_of(const model::ParamLayout& layout, const topology::Topology& topology) {
-  const topology::Placement& place = topology.placement();
-  const int p = topology.shape().partition_size;
-  if (place.world_rank != place.partition_group * p + place.partition_rank)
-    throw InternalError("checkpoint: partition groups are not consecutive ranks");
-  std::vector<Piece> mine;
-  for (const Piece& piece : piece_plan(layout, p, topology.shape().replicas))
-    if (piece.writer == place.world_rank) mine.push_back(piece);
-  return mine;
-}
-
 }  // namespace
 
 void CheckpointWriter::reserve_staging(std::size_t elements) {
@@ -55,7 +43,7 @@ void CheckpointWriter::reserve_staging(std::size_t elements) {
   std::memset(staging_.get(), 0, bytes);  // the page faults now, not in a step's stall
 }
 
-void CheckpointWriter::prepare() { reserve_staging(staging_elements(pieces_of(layout_, topology_))); }
+void CheckpointWriter::prepare() { reserve_staging(staging_elements(mine_)); }
 
 CheckpointWriter::CheckpointWriter(engine::Engine& engine, backends::Backend& backend,
                                    const topology::Topology& topology, const model::ParamLayout& layout,
@@ -66,7 +54,14 @@ CheckpointWriter::CheckpointWriter(engine::Engine& engine, backends::Backend& ba
       layout_(layout),
       run_dir_(std::move(run_dir)),
       retention_(retention),
-      patience_(std::move(patience)) {}
+      patience_(std::move(patience)),
+      plan_(piece_plan(layout, topology.shape().partition_size, topology.shape().replicas)) {
+  const topology::Placement& place = topology.placement();
+  if (place.world_rank != place.partition_group * topology.shape().partition_size + place.partition_rank)
+    throw InternalError("checkpoint: partition groups are not consecutive ranks");
+  for (const Piece& piece : plan_)
+    if (piece.writer == place.world_rank) mine_.push_back(piece);
+}
 
 void CheckpointWriter::FreeDeleter::operator()(float* p) const noexcept { std::free(p); }
 
@@ -110,9 +105,8 @@ void CheckpointWriter::start(const Metadata& metadata) {
   if (!error.empty()) throw CheckpointError(what + " NOT written: " + error, ErrorScope::all_ranks);
 
   // This rank's pieces, staged as the plan lays them out.
-  std::vector<Piece> mine = pieces_of(layout_, topology_);
-  reserve_staging(staging_elements(mine));
-  for (const Piece& piece : mine) {
+  reserve_staging(staging_elements(mine_));
+  for (const Piece& piece : mine_) {
     const int unit = piece.unit;
     const float* const shards[3] = {engine_.master_shard(unit), engine_.adam_m_shard(unit), engine_.adam_v_shard(unit)};
     backend_.copy_to_host(staging_.get() + piece.staging_offset, shards[piece.kind] + piece.shard_offset,
@@ -123,10 +117,10 @@ void CheckpointWriter::start(const Metadata& metadata) {
   started_ = begin;
   state_.store(State::writing);
   error_.clear();
-  thread_ = std::thread([this, file, pieces = std::move(mine)] {
+  thread_ = std::thread([this, file] {
     try {
       h5::QuietErrors quiet;
-      write_rank_file(file, staging_.get(), pieces, layout_);
+      write_rank_file(file, staging_.get(), mine_, layout_);
       written_after_s_ = seconds_since(started_);
       state_.store(State::written);
     } catch (const std::exception& e) {
@@ -193,9 +187,7 @@ void CheckpointWriter::finish() {
   if (world_root) {
     try {
       h5::QuietErrors quiet;
-      const topology::Shape& shape = topology_.shape();
-      write_index_file(partial_dir_ / kStateFileName, metadata_,
-                       piece_plan(layout_, shape.partition_size, shape.replicas), layout_);
+      write_index_file(partial_dir_ / kStateFileName, metadata_, plan_, layout_);
       store::commit(partial_dir_, final_dir, run_dir_);
     } catch (const std::exception& e) {
       error = std::string("commit of ") + final_dir.string() + " failed: " + e.what();

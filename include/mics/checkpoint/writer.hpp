@@ -27,6 +27,8 @@
 
 namespace mics::checkpoint {
 
+struct Piece;  // src/checkpoint/pieces.hpp
+
 // What a committed checkpoint cost, for the log and the metrics.
 struct WriteReport {
   std::int64_t step = 0;
@@ -75,6 +77,8 @@ class CheckpointWriter {
   std::filesystem::path run_dir_;
   Retention retention_;
   IoPatience patience_;
+  std::vector<Piece> plan_;  // every rank's pieces (the index maps them); fixed for the run
+  std::vector<Piece> mine_;  // this rank's, in the order they are staged and written
 
   bool in_flight_ = false;
   Metadata metadata_;
